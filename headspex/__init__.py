@@ -1,0 +1,1 @@
+"""headspex: mechanistic component attribution by ablation."""
