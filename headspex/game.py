@@ -1,0 +1,495 @@
+"""The AblationGame: a task's value as a function of which components are kept.
+
+``game(masks bool[m, n]) -> float[m]`` is the call shape of shapiq's approximators and of
+:mod:`headspex.engine`. Each value is the mean, over the task's questions, of a metric of
+the logits at the answer position restricted to the candidate tokens.
+
+Where the time goes, and what the game does about it:
+
+* **Many ablations per forward.** Rows of one micro-batch are (mask, question) pairs; the
+  hook manager gets one mask row per batch row.
+* **Nothing recomputed that an ablation cannot change.** Every player sits at layer ≥ L, so
+  the residual stream entering block L (and the block's other inputs: attention mask,
+  rotary embeddings, position ids) is computed once per question and blocks L… run per
+  row. TransformerLens's ``start_at_layer`` still runs blocks 0…L-1, so the game calls the
+  bridge's blocks itself.
+* **Only the logits that are needed.** The final norm is applied to the last position only
+  (prompts are left-padded, so that is the answer position for every row), and only the
+  candidate rows of the unembedding are multiplied: ``[rows, d_model] @ [d_model, c]``
+  instead of ``[rows, pos, d_model] @ [d_model, vocab]``.
+* **Nothing evaluated twice.** Candidate logits of every evaluated mask are cached in memory
+  and, with ``cache_dir``, on disk (one ``.npz`` per evaluated batch), so an interrupted run
+  resumes and asking for another metric on the same masks runs nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .ablation import Ablator, ReferenceActivations, encode_prompts
+from .components import ComponentLike, Players
+from .tasks.base import METRICS, PromptSet, calibration_bias, check_disjoint, question_values
+
+
+class GameError(ValueError):
+    """Bad input to an AblationGame (masks, metric, cache from another game…)."""
+
+
+class _StopAfterCapture(Exception):
+    """Raised inside the clean forward once block L's inputs are captured."""
+
+
+@dataclass
+class _QuestionChunk:
+    """Questions that share one padded length, with the inputs of the first run block."""
+
+    question_index: torch.Tensor  # long[qc] positions in the game's question list
+    block_args: tuple[Any, ...]  # positional args of block L; args[0] = hidden [qc, pos, d]
+    block_kwargs: dict[str, Any]  # keyword args of block L (attention mask, rotary, ...)
+    input_ids: torch.Tensor  # long[qc, pos] (for the path without upstream cache)
+    attention_mask: torch.Tensor  # long[qc, pos]
+
+    @property
+    def size(self) -> int:
+        return int(self.question_index.shape[0])
+
+    @property
+    def positions(self) -> int:
+        return int(self.input_ids.shape[1])
+
+
+def _mask_key(mask_row: np.ndarray) -> bytes:
+    return np.packbits(mask_row).tobytes()
+
+
+def _repeat_rows(value: Any, n_questions: int, n_masks: int) -> Any:
+    """Repeat every per-question tensor in ``value`` for ``n_masks`` masks (mask-major rows)."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() > 0 and value.shape[0] == n_questions and n_masks > 1:
+            return value.repeat(n_masks, *([1] * (value.dim() - 1)))
+        return value
+    if isinstance(value, tuple):
+        return tuple(_repeat_rows(v, n_questions, n_masks) for v in value)
+    if isinstance(value, list):
+        return [_repeat_rows(v, n_questions, n_masks) for v in value]
+    if isinstance(value, dict):
+        return {k: _repeat_rows(v, n_questions, n_masks) for k, v in value.items()}
+    return value
+
+
+def _strip_caches(value: Any) -> Any:
+    # A KV cache object must not be shared between our repeated block calls.
+    return None if type(value).__name__.endswith("Cache") else value
+
+
+class AblationGame:
+    """Value of a task as a function of which players (components) are kept.
+
+    Args:
+        model: a TransformerBridge (:func:`headspex.models.load_model`).
+        task: a :class:`headspex.tasks.Task` (MMLU, induction, …).
+        players: the components whose presence is toggled (``Players`` or names).
+        mode: ablation mode, see :mod:`headspex.ablation`.
+        split: task split whose questions are scored.
+        metric: one of :data:`headspex.tasks.METRICS`; ``calibrated_accuracy`` also runs the
+            reference questions under each mask to estimate that mask's per-letter bias.
+        reference_split: questions for mean/resample statistics and calibration; must be
+            disjoint from ``split`` (checked).
+        n_questions: score only the first ``n_questions`` of the split.
+        dtype: ``None`` (model dtype) or ``"bfloat16"`` (autocast the ablated blocks).
+        memory_budget_mb: activation memory one micro-batch may use (sets its row count).
+        cache_dir: folder for the on-disk cache of evaluated masks (resume), or ``None``.
+        upstream_cache: compute blocks before the first player's layer once per question.
+        progress: show a tqdm bar per call.
+        seed: seeds resample sources (a function of mask and question, so batching-invariant).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        task: Any,
+        players: Players | Sequence[ComponentLike],
+        mode: str = "zero",
+        *,
+        split: str = "attribution",
+        metric: str | None = None,
+        reference_split: str | None = "reference",
+        n_questions: int | None = None,
+        n_reference: int | None = None,
+        dtype: str | torch.dtype | None = None,
+        memory_budget_mb: float = 2048.0,
+        cache_dir: str | Path | None = None,
+        upstream_cache: bool = True,
+        progress: bool = True,
+        seed: int = 0,
+    ) -> None:
+        self.model = model
+        self.task = task
+        self.players = players if isinstance(players, Players) else Players(players, model)
+        self.players.validate(model)
+        if len(self.players) == 0:
+            raise GameError("A game needs at least one player.")
+        self.mode = mode
+        self.metric = metric or getattr(task, "default_metric", "logprob")
+        if self.metric not in METRICS:
+            raise GameError(f"Unknown metric '{self.metric}'; choose one of {METRICS}.")
+        self.split = split
+        self.upstream_cache = upstream_cache
+        self.progress = progress
+        self.seed = seed
+        self.memory_budget_mb = memory_budget_mb
+        self.autocast_dtype = _autocast_dtype(dtype, model)
+        self.n_row_evaluations = 0
+
+        scored = _take(task.prompt_set(split), n_questions)
+        needs_reference = mode in ("mean", "resample") or self.metric == "calibrated_accuracy"
+        reference: PromptSet | None = None
+        if needs_reference:
+            if reference_split is None:
+                raise GameError(f"mode '{mode}' / metric '{self.metric}' needs a reference_split.")
+            reference = _take(task.prompt_set(reference_split), n_reference)
+            check_disjoint({split: scored.question_ids, reference_split: reference.question_ids})
+        self.scored = scored
+        self.reference_prompts = reference
+        # Calibration runs the reference questions under every mask: they become extra rows.
+        calibrate = self.metric == "calibrated_accuracy"
+        self._all_prompts = _concat(scored, reference) if calibrate and reference is not None else scored
+        self.n_questions = len(scored)
+        self.n_calibration = len(self._all_prompts) - self.n_questions
+        self.candidate_ids = self._all_prompts.candidate_token_ids
+        self.correct_index = scored.correct_index
+
+        self.reference_activations: ReferenceActivations | None = None
+        if mode in ("mean", "resample"):
+            assert reference is not None
+            self.reference_activations = ReferenceActivations.compute(
+                model, _encodable(reference), self.players, keep_samples=(mode == "resample")
+            )
+        self.ablator = Ablator(model, self.players, mode=mode, reference=self.reference_activations, seed=seed)
+        self.first_layer = self.players.first_layer if upstream_cache else 0
+        self._unembed_weight, self._unembed_bias = _unembedding(model)
+        self._chunks: list[_QuestionChunk] | None = None
+        self._cache: dict[bytes, np.ndarray] = {}
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        if self.cache_dir is not None:
+            self._open_disk_cache()
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def n_players(self) -> int:
+        return len(self.players)
+
+    @property
+    def player_names(self) -> list[str]:
+        return self.players.names
+
+    def __call__(self, masks: np.ndarray) -> np.ndarray:
+        """Task value per mask: ``bool[m, n] -> float64[m]`` (mean over questions)."""
+        return self.question_values(masks).mean(axis=1)
+
+    def question_values(self, masks: np.ndarray, metric: str | None = None) -> np.ndarray:
+        """Per-question metric per mask: ``bool[m, n] -> float64[m, q]``."""
+        metric = metric or self.metric
+        if metric not in METRICS:
+            raise GameError(f"Unknown metric '{metric}'; choose one of {METRICS}.")
+        logits = torch.from_numpy(self._logits_for(masks))  # [m, q_all, c]
+        scored = logits[:, : self.n_questions]
+        bias = None
+        if metric == "calibrated_accuracy":
+            if self.n_calibration == 0:
+                raise GameError("calibrated_accuracy needs the game built with metric='calibrated_accuracy'.")
+            bias = calibration_bias(logits[:, self.n_questions :])
+        values = question_values(scored, self.correct_index, metric, bias)
+        return values.double().numpy()
+
+    def candidate_logits(self, masks: np.ndarray) -> np.ndarray:
+        """Logits of the candidate tokens at the answer position: ``float32[m, q, c]``."""
+        return self._logits_for(masks)[:, : self.n_questions]
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able provenance of this game."""
+        return {
+            "model": getattr(self.model, "headspex_source", type(self.model).__name__),
+            "task": self.task.describe() if hasattr(self.task, "describe") else str(self.task),
+            "split": self.split,
+            "question_ids": list(self.scored.question_ids),
+            "players": self.player_names,
+            "mode": self.mode,
+            "metric": self.metric,
+            "n_questions": self.n_questions,
+            "n_calibration_questions": self.n_calibration,
+            "dtype": str(self.autocast_dtype or _model_dtype(self.model)),
+            "seed": self.seed,
+            "first_computed_layer": self.first_layer,
+        }
+
+    # ------------------------------------------------------------------ evaluation
+
+    def _logits_for(self, masks: np.ndarray) -> np.ndarray:
+        masks = self._check_masks(masks)
+        keys = [_mask_key(row) for row in masks]
+        todo: dict[bytes, np.ndarray] = {}
+        for key, row in zip(keys, masks):
+            if key not in self._cache and key not in todo:
+                todo[key] = row
+        if todo:
+            self._evaluate(np.stack(list(todo.values())), list(todo.keys()))
+        return np.stack([self._cache[k] for k in keys])
+
+    def _check_masks(self, masks: Any) -> np.ndarray:
+        array = np.asarray(masks)
+        if array.ndim == 1:
+            array = array[None, :]
+        if array.ndim != 2 or array.shape[1] != self.n_players:
+            raise GameError(
+                f"Wrong mask shape {array.shape}: expected [m, {self.n_players}] for players "
+                f"{', '.join(self.player_names[:4])}{', …' if self.n_players > 4 else ''}."
+            )
+        if array.dtype != np.bool_:
+            if np.isin(array, (0, 1)).all():
+                array = array.astype(bool)
+            else:
+                raise GameError(f"Masks must be boolean (True = kept); got values of dtype {array.dtype}.")
+        return array
+
+    def rows_per_batch(self, positions: int) -> int:
+        """Micro-batch rows that fit the memory budget for prompts of ``positions`` tokens."""
+        cfg = self.model.cfg
+        # Per row and position (floats): residual + attention in/out + q/k/v (~10 d_model),
+        # attention scores and pattern (2 n_heads pos), MLP in/gate/post (3 d_mlp).
+        floats = positions * (10 * cfg.d_model + 2 * cfg.n_heads * positions + 3 * cfg.d_mlp)
+        bytes_per_row = floats * 4
+        return max(1, int(self.memory_budget_mb * 2**20 // bytes_per_row))
+
+    def _question_chunks(self) -> list[_QuestionChunk]:
+        if self._chunks is None:
+            self._chunks = self._prepare_chunks()
+        return self._chunks
+
+    @torch.inference_mode()
+    def _prepare_chunks(self) -> list[_QuestionChunk]:
+        """Group questions by length and capture the inputs of block ``first_layer`` for each."""
+        ids, attention = encode_prompts(self.model, _encodable(self._all_prompts))
+        lengths = attention.sum(dim=1)
+        order = torch.argsort(lengths, descending=True, stable=True)
+        chunks: list[_QuestionChunk] = []
+        start = 0
+        while start < len(order):
+            positions = int(lengths[order[start]])
+            size = max(1, min(len(order) - start, self.rows_per_batch(positions)))
+            index = order[start : start + size]
+            chunk_ids, chunk_mask = ids[index], attention[index]
+            width = int(chunk_mask.sum(dim=1).max())
+            chunk_ids, chunk_mask = chunk_ids[:, -width:], chunk_mask[:, -width:]  # drop shared left pad
+            args, kwargs = self._capture_block_inputs(chunk_ids, chunk_mask, self.first_layer)
+            chunks.append(_QuestionChunk(index, args, kwargs, chunk_ids, chunk_mask))
+            start += size
+        return chunks
+
+    def _capture_block_inputs(
+        self, ids: torch.Tensor, attention: torch.Tensor, layer: int
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        captured: dict[str, Any] = {}
+
+        def grab(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            captured["args"] = tuple(_strip_caches(a) for a in args)
+            captured["kwargs"] = {k: _strip_caches(v) for k, v in kwargs.items()}
+            raise _StopAfterCapture
+
+        handle = self.model.blocks[layer].register_forward_pre_hook(grab, with_kwargs=True)
+        try:
+            self.model(ids, attention_mask=attention, use_cache=False)
+        except _StopAfterCapture:
+            pass
+        finally:
+            handle.remove()
+        if "args" not in captured:
+            raise GameError(f"Block {layer} was never called; unsupported model structure.")
+        args, kwargs = captured["args"], captured["kwargs"]
+        if not args:  # hidden states passed by keyword
+            args = (kwargs.pop("hidden_states"),)
+        return args, kwargs
+
+    @torch.inference_mode()
+    def _evaluate(self, masks: np.ndarray, keys: list[bytes]) -> None:
+        chunks = self._question_chunks()
+        n_all = len(self._all_prompts)
+        results = np.zeros((len(masks), n_all, self.candidate_ids.shape[1]), dtype=np.float32)
+        total_rows = len(masks) * n_all
+        bar = tqdm(total=total_rows, desc="ablations", unit="row", disable=not self.progress, leave=False)
+        autocast = (
+            torch.autocast("cpu", dtype=self.autocast_dtype) if self.autocast_dtype is not None else nullcontext()
+        )
+        with self.model.hooks(fwd_hooks=self.ablator.fwd_hooks()), autocast:
+            for chunk in chunks:
+                masks_per_batch = max(1, self.rows_per_batch(chunk.positions) // chunk.size)
+                for start in range(0, len(masks), masks_per_batch):
+                    block = masks[start : start + masks_per_batch]
+                    logits = self._run_rows(chunk, block)  # [len(block) * qc, c]
+                    logits = logits.view(len(block), chunk.size, -1).float().cpu().numpy()
+                    results[start : start + len(block)][:, chunk.question_index.numpy()] = logits
+                    self.n_row_evaluations += len(block) * chunk.size
+                    bar.update(len(block) * chunk.size)
+        bar.close()
+        for key, mask, row in zip(keys, masks, results):
+            self._cache[key] = row
+        if self.cache_dir is not None:
+            self._write_disk_chunk(masks, results)
+
+    def _run_rows(self, chunk: _QuestionChunk, masks: np.ndarray) -> torch.Tensor:
+        """Candidate logits of rows (mask-major): ``float[len(masks) * qc, c]``."""
+        n_masks, qc = len(masks), chunk.size
+        row_masks = torch.from_numpy(np.repeat(masks, qc, axis=0))
+        sources = self._resample_sources(masks, chunk) if self.mode == "resample" else None
+        self.ablator.set_mask(row_masks, resample_sources=sources)
+        args = _repeat_rows(chunk.block_args, qc, n_masks)
+        kwargs = _repeat_rows(chunk.block_kwargs, qc, n_masks)
+        hidden = args[0]
+        rest = args[1:]
+        for layer in range(self.first_layer, self.model.cfg.n_layers):
+            out = self.model.blocks[layer](hidden, *rest, **kwargs)
+            hidden = out[0] if isinstance(out, tuple) else out
+        last = self.model.ln_final(hidden[:, -1:, :])[:, 0]  # [rows, d_model]
+        rows_question = chunk.question_index.repeat(n_masks)
+        candidates = self.candidate_ids[rows_question]  # [rows, c]
+        weight = self._unembed_weight[candidates]  # [rows, c, d_model]
+        logits = torch.einsum("rd,rcd->rc", last.to(weight.dtype), weight)
+        if self._unembed_bias is not None:
+            logits = logits + self._unembed_bias[candidates]
+        return logits
+
+    def _resample_sources(self, masks: np.ndarray, chunk: _QuestionChunk) -> np.ndarray:
+        # A function of (seed, mask, question) only, so values do not depend on batching.
+        assert self.reference_activations is not None
+        n_ref = self.reference_activations.n_prompts
+        sources = []
+        for mask in masks:
+            mask_hash = zlib.crc32(_mask_key(mask))
+            for question in chunk.question_index.tolist():
+                rng = np.random.default_rng([self.seed, mask_hash, question])
+                sources.append(int(rng.integers(n_ref)))
+        return np.asarray(sources)
+
+    # ------------------------------------------------------------------ disk cache
+
+    def _fingerprint(self) -> dict[str, Any]:
+        info = self.describe()
+        info["candidate_token_ids"] = hashlib.sha1(self.candidate_ids.numpy().tobytes()).hexdigest()
+        info.pop("first_computed_layer", None)  # upstream caching does not change values
+        return info
+
+    def _open_disk_cache(self) -> None:
+        assert self.cache_dir is not None
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        meta_path = self.cache_dir / "game.json"
+        fingerprint = json.loads(json.dumps(self._fingerprint(), default=str))
+        if meta_path.exists():
+            stored = json.loads(meta_path.read_text())
+            if stored != fingerprint:
+                differing = sorted(k for k in set(stored) | set(fingerprint) if stored.get(k) != fingerprint.get(k))
+                raise GameError(
+                    f"The cache in {self.cache_dir} belongs to another game (differs in {differing}); "
+                    "use another cache_dir or delete it."
+                )
+        else:
+            meta_path.write_text(json.dumps(fingerprint, indent=1))
+        for path in sorted(self.cache_dir.glob("masks_*.npz")):
+            with np.load(path) as data:
+                for mask, logits in zip(data["masks"], data["logits"]):
+                    self._cache[_mask_key(mask)] = logits
+
+    def _write_disk_chunk(self, masks: np.ndarray, logits: np.ndarray) -> None:
+        assert self.cache_dir is not None
+        index = len(list(self.cache_dir.glob("masks_*.npz")))
+        path = self.cache_dir / f"masks_{index:06d}.npz"
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, masks=masks, logits=logits)
+        tmp.replace(path)  # atomic: a killed run never leaves a half-written chunk
+
+    @property
+    def n_cached_masks(self) -> int:
+        return len(self._cache)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _take(prompts: PromptSet, n: int | None) -> PromptSet:
+    if n is None or n >= len(prompts):
+        return prompts
+    if n <= 0:
+        raise GameError(f"n_questions must be positive, got {n}.")
+    return prompts.subset(list(range(n)))
+
+
+def _concat(first: PromptSet, second: PromptSet) -> PromptSet:
+    if first.candidate_token_ids.shape[1] != second.candidate_token_ids.shape[1]:
+        raise GameError("Scored and reference questions have different numbers of candidates.")
+    input_ids = None
+    if first.input_ids is not None and second.input_ids is not None:
+        input_ids = list(first.input_ids) + list(second.input_ids)
+    return PromptSet(
+        prompts=list(first.prompts) + list(second.prompts),
+        candidate_token_ids=torch.cat([first.candidate_token_ids, second.candidate_token_ids]),
+        correct_index=torch.cat([first.correct_index, second.correct_index]),
+        question_ids=list(first.question_ids) + list(second.question_ids),
+        input_ids=input_ids,
+    )
+
+
+def _encodable(prompts: PromptSet) -> list[str] | dict[str, torch.Tensor]:
+    """Prompts as text, or as left-padded token ids when the task carries them."""
+    if prompts.input_ids is None:
+        return list(prompts.prompts)
+    width = max(len(ids) for ids in prompts.input_ids)
+    ids = torch.zeros(len(prompts.input_ids), width, dtype=torch.long)
+    attention = torch.zeros_like(ids)
+    for row, tokens in enumerate(prompts.input_ids):
+        ids[row, width - len(tokens) :] = torch.tensor(tokens)
+        attention[row, width - len(tokens) :] = 1
+    return {"input_ids": ids, "attention_mask": attention}
+
+
+def _unembedding(model: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``W_U`` as ``[vocab, d_model]`` (rows gathered per candidate) and the bias ``[vocab]``."""
+    linear = getattr(model.unembed, "original_component", None)
+    if linear is None or not hasattr(linear, "weight"):
+        raise GameError("Cannot find the unembedding of this model.")
+    bias = getattr(linear, "bias", None)
+    return linear.weight.detach(), (bias.detach() if bias is not None else None)
+
+
+def _model_dtype(model: Any) -> torch.dtype:
+    return next(model.parameters()).dtype
+
+
+def _autocast_dtype(dtype: str | torch.dtype | None, model: Any) -> torch.dtype | None:
+    if dtype is None:
+        return None
+    if isinstance(dtype, str):
+        names = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": None, "fp32": None}
+        if dtype.lower() not in names:
+            raise GameError(f"Unknown dtype '{dtype}'; use 'bfloat16' or 'float32'.")
+        dtype = names[dtype.lower()]
+        if dtype is None:
+            return None
+    if dtype == _model_dtype(model):
+        return None
+    if dtype != torch.bfloat16:
+        raise GameError(f"Only bfloat16 autocast is supported, got {dtype}.")
+    return dtype
+
+
+__all__ = ["AblationGame", "GameError"]
