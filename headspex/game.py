@@ -24,11 +24,11 @@ Where the time goes, and what the game does about it:
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import zlib
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,7 +107,8 @@ class AblationGame:
         reference_split: questions for mean/resample statistics and calibration; must be
             disjoint from ``split`` (checked).
         n_questions: score only the first ``n_questions`` of the split.
-        dtype: ``None`` (model dtype) or ``"bfloat16"`` (autocast the ablated blocks).
+        dtype: ``None`` (model dtype) or ``"bfloat16"``: run the ablated blocks in a bf16 copy
+            of the model (the upstream pass and reference statistics stay in the model dtype).
         memory_budget_mb: activation memory one micro-batch may use (sets its row count).
         cache_dir: folder for the on-disk cache of evaluated masks (resume), or ``None``.
         upstream_cache: compute blocks before the first player's layer once per question.
@@ -149,7 +150,7 @@ class AblationGame:
         self.progress = progress
         self.seed = seed
         self.memory_budget_mb = memory_budget_mb
-        self.autocast_dtype = _autocast_dtype(dtype, model)
+        self.run_dtype = _run_dtype(dtype, model)
         self.n_row_evaluations = 0
 
         scored = _take(task.prompt_set(split), n_questions)
@@ -170,15 +171,18 @@ class AblationGame:
         self.candidate_ids = self._all_prompts.candidate_token_ids
         self.correct_index = scored.correct_index
 
+        # bf16 runs use a converted copy of the model (true bf16 weights, ~2.5x faster on CPUs
+        # with bf16 units than autocast); the upstream pass and statistics stay in fp32.
+        self.run_model = model if self.run_dtype is None else copy.deepcopy(model).to(self.run_dtype)
         self.reference_activations: ReferenceActivations | None = None
         if mode in ("mean", "resample"):
             assert reference is not None
             self.reference_activations = ReferenceActivations.compute(
                 model, _encodable(reference), self.players, keep_samples=(mode == "resample")
             )
-        self.ablator = Ablator(model, self.players, mode=mode, reference=self.reference_activations, seed=seed)
+        self.ablator = Ablator(self.run_model, self.players, mode=mode, reference=self.reference_activations, seed=seed)
         self.first_layer = self.players.first_layer if upstream_cache else 0
-        self._unembed_weight, self._unembed_bias = _unembedding(model)
+        self._unembed_weight, self._unembed_bias = _unembedding(self.run_model)
         self._chunks: list[_QuestionChunk] | None = None
         self._cache: dict[bytes, np.ndarray] = {}
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
@@ -230,7 +234,7 @@ class AblationGame:
             "metric": self.metric,
             "n_questions": self.n_questions,
             "n_calibration_questions": self.n_calibration,
-            "dtype": str(self.autocast_dtype or _model_dtype(self.model)),
+            "dtype": str(self.run_dtype or _model_dtype(self.model)),
             "seed": self.seed,
             "first_computed_layer": self.first_layer,
         }
@@ -320,7 +324,8 @@ class AblationGame:
         args, kwargs = captured["args"], captured["kwargs"]
         if not args:  # hidden states passed by keyword
             args = (kwargs.pop("hidden_states"),)
-        return args, kwargs
+        run_dtype = _model_dtype(self.run_model)
+        return _prepare_block_inputs(args, run_dtype), _prepare_block_inputs(kwargs, run_dtype)
 
     @torch.inference_mode()
     def _evaluate(self, masks: np.ndarray, keys: list[bytes]) -> None:
@@ -329,10 +334,7 @@ class AblationGame:
         results = np.zeros((len(masks), n_all, self.candidate_ids.shape[1]), dtype=np.float32)
         total_rows = len(masks) * n_all
         bar = tqdm(total=total_rows, desc="ablations", unit="row", disable=not self.progress, leave=False)
-        autocast = (
-            torch.autocast("cpu", dtype=self.autocast_dtype) if self.autocast_dtype is not None else nullcontext()
-        )
-        with self.model.hooks(fwd_hooks=self.ablator.fwd_hooks()), autocast:
+        with self.run_model.hooks(fwd_hooks=self.ablator.fwd_hooks()):
             for chunk in chunks:
                 masks_per_batch = max(1, self.rows_per_batch(chunk.positions) // chunk.size)
                 for start in range(0, len(masks), masks_per_batch):
@@ -358,10 +360,11 @@ class AblationGame:
         kwargs = _repeat_rows(chunk.block_kwargs, qc, n_masks)
         hidden = args[0]
         rest = args[1:]
-        for layer in range(self.first_layer, self.model.cfg.n_layers):
-            out = self.model.blocks[layer](hidden, *rest, **kwargs)
+        model = self.run_model
+        for layer in range(self.first_layer, model.cfg.n_layers):
+            out = model.blocks[layer](hidden, *rest, **kwargs)
             hidden = out[0] if isinstance(out, tuple) else out
-        last = self.model.ln_final(hidden[:, -1:, :])[:, 0]  # [rows, d_model]
+        last = model.ln_final(hidden[:, -1:, :])[:, 0]  # [rows, d_model]
         rows_question = chunk.question_index.repeat(n_masks)
         candidates = self.candidate_ids[rows_question]  # [rows, c]
         weight = self._unembed_weight[candidates]  # [rows, c, d_model]
@@ -426,6 +429,36 @@ class AblationGame:
 # ---------------------------------------------------------------------- helpers
 
 
+def _prepare_block_inputs(value: Any, dtype: torch.dtype) -> Any:
+    """Cast captured block inputs to the run dtype and make additive attention masks safe.
+
+    A left-padded row's padding positions attend to nothing; in bf16 their all-masked
+    softmax gives NaN, which ``0 * NaN`` then carries into real positions. Letting every
+    position attend to itself (real positions already do, causally) keeps padding finite
+    without changing any real position.
+    """
+    if isinstance(value, torch.Tensor):
+        if value.dim() == 4 and value.shape[-1] == value.shape[-2]:  # [b, 1, q, k] attention mask
+            value = value.clone()
+            if value.dtype == torch.bool:
+                value.diagonal(dim1=-2, dim2=-1).fill_(True)
+                return value
+            if value.is_floating_point():
+                value = value.clamp(min=torch.finfo(dtype).min).to(dtype)
+                value.diagonal(dim1=-2, dim2=-1).fill_(0.0)
+                return value
+        if value.is_floating_point():
+            return value.to(dtype)
+        return value
+    if isinstance(value, tuple):
+        return tuple(_prepare_block_inputs(v, dtype) for v in value)
+    if isinstance(value, list):
+        return [_prepare_block_inputs(v, dtype) for v in value]
+    if isinstance(value, dict):
+        return {k: _prepare_block_inputs(v, dtype) for k, v in value.items()}
+    return value
+
+
 def _take(prompts: PromptSet, n: int | None) -> PromptSet:
     if n is None or n >= len(prompts):
         return prompts
@@ -475,7 +508,7 @@ def _model_dtype(model: Any) -> torch.dtype:
     return next(model.parameters()).dtype
 
 
-def _autocast_dtype(dtype: str | torch.dtype | None, model: Any) -> torch.dtype | None:
+def _run_dtype(dtype: str | torch.dtype | None, model: Any) -> torch.dtype | None:
     if dtype is None:
         return None
     if isinstance(dtype, str):
@@ -488,7 +521,7 @@ def _autocast_dtype(dtype: str | torch.dtype | None, model: Any) -> torch.dtype 
     if dtype == _model_dtype(model):
         return None
     if dtype != torch.bfloat16:
-        raise GameError(f"Only bfloat16 autocast is supported, got {dtype}.")
+        raise GameError(f"Only bfloat16 runs are supported, got {dtype}.")
     return dtype
 
 

