@@ -44,6 +44,7 @@ from .components import Players
 from .engine import EngineResult, Exhaustive, Interactions, ProxySPEX, all_masks, basis_matrix, r2_score
 from .engine.interactions import Subset
 from headspex.io import to_jsonable
+from headspex.cache import MaskStore
 
 SCOPES: tuple[str, ...] = ("layer", "group", "all")
 METHODS: tuple[str, ...] = ("proxyspex", "exact")
@@ -185,70 +186,15 @@ def plan_units(head_names_by_layer: dict[int, list[str]], scope: str, group_size
 # ----------------------------------------------------------------------------- mask cache
 
 
-class MaskCache:
-    """Per-question values of evaluated masks, appended to disk batch by batch (resume).
-
-    Files are ``batch_00000.npz`` with ``masks bool[b, n]`` and ``question_values
-    float64[b, q]``; each is written to a temporary name and renamed, so a kill leaves
-    either a whole batch or none.
-
-    Args:
-        directory: folder of the batch files (None = memory only).
-        n_players: n.
-    """
-
-    def __init__(self, directory: Path | None, n_players: int) -> None:
-        self.directory = directory
-        self.n_players = n_players
-        self.rows: dict[bytes, np.ndarray] = {}
-        self.n_files = 0
-        if directory is not None:
-            directory.mkdir(parents=True, exist_ok=True)
-            for path in sorted(directory.glob("batch_*.npz")):
-                with np.load(path) as data:
-                    masks, values = data["masks"].astype(bool), data["question_values"]
-                if masks.shape[1] != n_players:
-                    raise AttributionError(
-                        f"cache file {path} holds masks over {masks.shape[1]} players, expected {n_players}; "
-                        "remove the folder or use another run directory"
-                    )
-                for mask, row in zip(masks, values):
-                    self.rows[np.packbits(mask).tobytes()] = row
-                self.n_files += 1
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    @staticmethod
-    def key(mask: np.ndarray) -> bytes:
-        return np.packbits(mask).tobytes()
-
-    def lookup(self, masks: np.ndarray) -> tuple[list[int], list[np.ndarray | None]]:
-        """Rows of ``masks`` not in the cache, and the cached value rows (None where missing)."""
-        found = [self.rows.get(self.key(mask)) for mask in masks]
-        return [i for i, row in enumerate(found) if row is None], found
-
-    def add(self, masks: np.ndarray, question_values: np.ndarray) -> None:
-        """Store a batch (and write it to disk when the cache has a directory)."""
-        for mask, row in zip(masks, question_values):
-            self.rows[self.key(mask)] = np.asarray(row, dtype=np.float64)
-        if self.directory is not None:
-            path = self.directory / f"batch_{self.n_files:05d}.npz"
-            temporary = path.with_name(path.stem + ".tmp.npz")
-            np.savez(temporary, masks=masks.astype(bool), question_values=np.asarray(question_values, np.float64))
-            os.replace(temporary, path)
-            self.n_files += 1
-
-
 class CachedGame:
-    """A game's value function ``bool[m, n] -> float[m]`` backed by a :class:`MaskCache`.
+    """A game's value function ``bool[m, n] -> float[m]`` backed by a :class:`MaskStore`.
 
     Each mask's per-question values are computed once (across runs when the cache is on
     disk); the value is their mean over questions. ``n_evaluated_masks`` counts masks sent
     to the game by this object.
     """
 
-    def __init__(self, game: GameLike, cache: MaskCache) -> None:
+    def __init__(self, game: GameLike, cache: MaskStore) -> None:
         self.game = game
         self.cache = cache
         self.n_evaluated_masks = 0
@@ -256,12 +202,8 @@ class CachedGame:
     def question_values(self, masks: np.ndarray) -> np.ndarray:
         """bool[m, n] -> float64[m, q], evaluating only masks never seen before."""
         masks = np.asarray(masks, dtype=bool)
-        missing, found = self.cache.lookup(masks)
-        if missing:
-            unique: dict[bytes, int] = {}
-            for i in missing:
-                unique.setdefault(MaskCache.key(masks[i]), i)
-            todo = masks[list(unique.values())]
+        todo = self.cache.missing(masks)
+        if len(todo):
             values = np.asarray(self.game.question_values(todo), dtype=np.float64)
             if values.ndim != 2 or values.shape[0] != len(todo):
                 raise AttributionError(
@@ -271,8 +213,7 @@ class CachedGame:
                 raise AttributionError("game.question_values returned NaN or inf")
             self.cache.add(todo, values)
             self.n_evaluated_masks += len(todo)
-            found = [self.cache.rows[MaskCache.key(mask)] for mask in masks]
-        return np.stack(found) if found else np.zeros((0, 0))
+        return self.cache.stack(masks) if len(masks) else np.zeros((0, 0))
 
     def __call__(self, masks: np.ndarray) -> np.ndarray:
         return self.question_values(masks).mean(axis=1)
@@ -612,7 +553,7 @@ def attribute_unit(
     """
     start = time.perf_counter()
     n = len(unit.players)
-    cache = MaskCache(cache_dir, n)
+    cache = MaskStore(cache_dir, n, value_name="question_values")
     cached_game = CachedGame(game, cache)
     comparison = None
     if config.method == "exact":

@@ -38,6 +38,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .ablation import Ablator, ReferenceActivations, encode_prompts
+from .cache import MaskStore, mask_key
 from .components import ComponentLike, Players
 from .tasks.base import METRICS, PromptSet, calibration_bias, check_disjoint, question_values
 
@@ -67,10 +68,6 @@ class _QuestionChunk:
     @property
     def positions(self) -> int:
         return int(self.input_ids.shape[1])
-
-
-def _mask_key(mask_row: np.ndarray) -> bytes:
-    return np.packbits(mask_row).tobytes()
 
 
 def _repeat_rows(value: Any, n_questions: int, n_masks: int) -> Any:
@@ -184,10 +181,10 @@ class AblationGame:
         self.first_layer = self.players.first_layer if upstream_cache else 0
         self._unembed_weight, self._unembed_bias = _unembedding(self.run_model)
         self._chunks: list[_QuestionChunk] | None = None
-        self._cache: dict[bytes, np.ndarray] = {}
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         if self.cache_dir is not None:
-            self._open_disk_cache()
+            self._check_cache_owner()
+        self._store = MaskStore(self.cache_dir, self.n_players, value_name="logits")
 
     # ------------------------------------------------------------------ public API
 
@@ -243,14 +240,10 @@ class AblationGame:
 
     def _logits_for(self, masks: np.ndarray) -> np.ndarray:
         masks = self._check_masks(masks)
-        keys = [_mask_key(row) for row in masks]
-        todo: dict[bytes, np.ndarray] = {}
-        for key, row in zip(keys, masks):
-            if key not in self._cache and key not in todo:
-                todo[key] = row
-        if todo:
-            self._evaluate(np.stack(list(todo.values())), list(todo.keys()))
-        return np.stack([self._cache[k] for k in keys])
+        todo = self._store.missing(masks)
+        if len(todo):
+            self._store.add(todo, self._evaluate(todo))
+        return self._store.stack(masks)
 
     def _check_masks(self, masks: Any) -> np.ndarray:
         array = np.asarray(masks)
@@ -328,7 +321,8 @@ class AblationGame:
         return _prepare_block_inputs(args, run_dtype), _prepare_block_inputs(kwargs, run_dtype)
 
     @torch.inference_mode()
-    def _evaluate(self, masks: np.ndarray, keys: list[bytes]) -> None:
+    def _evaluate(self, masks: np.ndarray) -> np.ndarray:
+        """Candidate logits of new masks: ``bool[m, n] -> float32[m, q_all, c]``."""
         chunks = self._question_chunks()
         n_all = len(self._all_prompts)
         results = np.zeros((len(masks), n_all, self.candidate_ids.shape[1]), dtype=np.float32)
@@ -345,10 +339,7 @@ class AblationGame:
                     self.n_row_evaluations += len(block) * chunk.size
                     bar.update(len(block) * chunk.size)
         bar.close()
-        for key, mask, row in zip(keys, masks, results):
-            self._cache[key] = row
-        if self.cache_dir is not None:
-            self._write_disk_chunk(masks, results)
+        return results
 
     def _run_rows(self, chunk: _QuestionChunk, masks: np.ndarray) -> torch.Tensor:
         """Candidate logits of rows (mask-major): ``float[len(masks) * qc, c]``."""
@@ -379,7 +370,7 @@ class AblationGame:
         n_ref = self.reference_activations.n_prompts
         sources = []
         for mask in masks:
-            mask_hash = zlib.crc32(_mask_key(mask))
+            mask_hash = zlib.crc32(mask_key(mask))
             for question in chunk.question_index.tolist():
                 rng = np.random.default_rng([self.seed, mask_hash, question])
                 sources.append(int(rng.integers(n_ref)))
@@ -393,7 +384,8 @@ class AblationGame:
         info.pop("first_computed_layer", None)  # upstream caching does not change values
         return info
 
-    def _open_disk_cache(self) -> None:
+    def _check_cache_owner(self) -> None:
+        """Refuse a cache folder written by a game with other players, task or mode."""
         assert self.cache_dir is not None
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         meta_path = self.cache_dir / "game.json"
@@ -408,22 +400,10 @@ class AblationGame:
                 )
         else:
             meta_path.write_text(json.dumps(fingerprint, indent=1))
-        for path in sorted(self.cache_dir.glob("masks_*.npz")):
-            with np.load(path) as data:
-                for mask, logits in zip(data["masks"], data["logits"]):
-                    self._cache[_mask_key(mask)] = logits
-
-    def _write_disk_chunk(self, masks: np.ndarray, logits: np.ndarray) -> None:
-        assert self.cache_dir is not None
-        index = len(list(self.cache_dir.glob("masks_*.npz")))
-        path = self.cache_dir / f"masks_{index:06d}.npz"
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, masks=masks, logits=logits)
-        tmp.replace(path)  # atomic: a killed run never leaves a half-written chunk
 
     @property
     def n_cached_masks(self) -> int:
-        return len(self._cache)
+        return len(self._store)
 
 
 # ---------------------------------------------------------------------- helpers

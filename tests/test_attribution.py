@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
+from headspex.cache import MaskStore, MaskStoreError
 from headspex.attribution import (
     FAST_FIT,
     AttributionConfig,
     AttributionError,
     AttributionRun,
-    MaskCache,
     Unit,
     attribute,
     attribute_units,
@@ -202,12 +202,12 @@ def test_resume_refuses_another_configuration(tmp_path: Path) -> None:
                         n_bootstrap=0), tmp_path / "run", progress=False)
 
 
-def test_mask_cache_rejects_other_player_count(tmp_path: Path) -> None:
-    cache = MaskCache(tmp_path, 3)
+def test_mask_store_rejects_other_player_count(tmp_path: Path) -> None:
+    cache = MaskStore(tmp_path, 3)
     cache.add(np.ones((2, 3), bool), np.zeros((2, 4)))
-    assert len(MaskCache(tmp_path, 3)) == 1
-    with pytest.raises(AttributionError, match="expected 5"):
-        MaskCache(tmp_path, 5)
+    assert len(MaskStore(tmp_path, 3)) == 1
+    with pytest.raises(MaskStoreError, match="expected 5"):
+        MaskStore(tmp_path, 5)
 
 
 # ----------------------------------------------------------------------------- planted circuit

