@@ -1,0 +1,47 @@
+"""Interaction engine: value function over binary masks -> sparse interactions.
+
+No torch, no model: numpy / scipy / scikit-learn / lightgbm only. Mask convention: True =
+player kept, False = ablated. See :mod:`headspex.engine.interactions` for the bases.
+"""
+
+from .estimators import Estimator, Exhaustive, FaithBanzhaf, LassoRegression, LinearBanzhaf, ProxySPEX
+from .exact import (
+    all_masks,
+    exact_interactions,
+    fourier_transform_dense,
+    inverse_fourier_dense,
+    inverse_mobius_dense,
+    mobius_transform_dense,
+    subset_index,
+)
+from .interactions import Interactions, basis_matrix, fourier_to_mobius_dict, mobius_to_fourier_dict
+from .result import EngineResult, faithfulness, r2_score
+from .sampling import NEAR_FULL_KEEP, evaluate_masks, sample_masks
+from .trees import lightgbm_to_fourier
+
+__all__ = [
+    "NEAR_FULL_KEEP",
+    "EngineResult",
+    "Estimator",
+    "Exhaustive",
+    "FaithBanzhaf",
+    "Interactions",
+    "LassoRegression",
+    "LinearBanzhaf",
+    "ProxySPEX",
+    "all_masks",
+    "basis_matrix",
+    "evaluate_masks",
+    "exact_interactions",
+    "faithfulness",
+    "fourier_to_mobius_dict",
+    "fourier_transform_dense",
+    "inverse_fourier_dense",
+    "inverse_mobius_dense",
+    "lightgbm_to_fourier",
+    "mobius_to_fourier_dict",
+    "mobius_transform_dense",
+    "r2_score",
+    "sample_masks",
+    "subset_index",
+]
