@@ -284,7 +284,9 @@ class ProxySPEX(Estimator):
        standard deviation of their AND term — an order-3 AND is a single Möbius term.
     5. **Support size by K-fold cross-validation** of the least-squares refit over *all*
        prefixes of a ranking at once (one Cholesky factor per fold; every prefix solution comes
-       from the leading block of the triangular factor).
+       from the leading block of the triangular factor). ``support_rule="min"`` takes the CV
+       minimum; ``"one_se"`` the smallest support within one standard error of it (better
+       near-full R² at small budgets, see engine.md's follow-up; not the default).
     6. **Residual growth**: a proxy fitted to the residual proposes missing terms; they are
        spliced in after the selected support and step 5 is repeated while CV error drops.
     7. The basis with the lower CV error wins; **refit** of its selected coefficients on all
@@ -315,8 +317,12 @@ class ProxySPEX(Estimator):
         blas_threads: int = 1,
         refit: str = "ridge",
         bases: Sequence[str] = ("fourier", "mobius"),
+        support_rule: str = "min",
     ) -> None:
         super().__init__(max_order, seed, near_full_fraction, near_full_keep)
+        if support_rule not in ("min", "one_se"):
+            raise ValueError(f"support_rule must be 'min' or 'one_se', got {support_rule!r}")
+        self.support_rule = support_rule
         if selection not in ("cv", "energy"):
             raise ValueError(f"selection must be 'cv' or 'energy', got {selection!r}")
         if cv_folds < 2:
@@ -423,10 +429,11 @@ class ProxySPEX(Estimator):
         Fourier columns are well conditioned.)
 
         Returns:
-            float64[K]; entry k-1 is the CV MSE with k columns (inf past a rank deficiency).
+            float64[folds, K]; entry [f, k-1] is fold f's validation MSE with k columns (inf past
+            a rank deficiency).
         """
         n_cols = design.shape[1]
-        total = np.zeros(n_cols)
+        per_fold = []
         all_rows = np.arange(len(targets))
         for val in folds:
             train = np.setdiff1d(all_rows, val, assume_unique=True)
@@ -441,16 +448,23 @@ class ProxySPEX(Estimator):
                 weights = solve_triangular(r_use, design[val][:, :usable].T, trans="T", lower=False).T
                 predictions = np.cumsum(weights * c[None, :], axis=1)
                 errors[:usable] = np.mean((targets[val][:, None] - predictions) ** 2, axis=0)
-            total += errors
-        return total / len(folds)
+            per_fold.append(errors)
+        return np.stack(per_fold)
 
     def _select(
         self, masks: np.ndarray, targets: np.ndarray, ranking: list[Subset], folds: list[np.ndarray],
         basis: Basis = "fourier",
     ) -> tuple[int, float, np.ndarray]:
         design = basis_matrix(masks, ranking, basis)
-        errors = self._cv_prefix_errors(design, targets, folds)
+        fold_errors = self._cv_prefix_errors(design, targets, folds)
+        errors = fold_errors.mean(axis=0)
         k = int(np.argmin(errors)) + 1
+        if self.support_rule == "one_se" and np.isfinite(errors[k - 1]):
+            # The smallest support whose CV error is within one standard error of the best:
+            # at small budgets the minimum is flat and noisy, and the larger supports it picks
+            # extrapolate badly to masks unlike the training ones (near-full).
+            spread = fold_errors[:, k - 1].std(ddof=1) / np.sqrt(len(folds))
+            k = int(np.argmax(errors <= errors[k - 1] + spread)) + 1
         return k, float(errors[k - 1]), errors
 
     def _fit_core(

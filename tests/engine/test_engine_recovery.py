@@ -189,3 +189,23 @@ def test_proxyspex_uses_exact_transform_when_all_masks_fit_the_budget():
     assert set(mob.as_dict()) - {()} == set(terms)
     for subset, coef in terms.items():
         assert mob[subset] == pytest.approx(coef, abs=1e-12)
+
+
+def test_one_se_rule_keeps_a_smaller_support_and_still_recovers_the_terms() -> None:
+    """The one-SE rule never selects more terms than the CV minimum, on the same samples."""
+    import numpy as np
+
+    from headspex.engine import Interactions, ProxySPEX, sample_masks
+
+    rng = np.random.default_rng(3)
+    n = 20
+    truth = Interactions({(): 0.5, (1,): 1.0, (4,): -0.8, (2, 7): 0.9, (3, 5, 9): 0.7}, n, basis="mobius")
+    masks = sample_masks(n, 400, rng, 0.5)
+    values = truth(masks) + 0.05 * rng.standard_normal(len(masks))
+    by_min = ProxySPEX(max_order=3, seed=0).fit_samples(masks, values)
+    by_one_se = ProxySPEX(max_order=3, seed=0, support_rule="one_se").fit_samples(masks, values)
+    assert len(by_one_se.interactions) <= len(by_min.interactions)
+    test = sample_masks(n, 500, rng, 0.5)
+    for result in (by_min, by_one_se):
+        residual = result.interactions(test) - truth(test)
+        assert 1 - residual.var() / truth(test).var() > 0.98
