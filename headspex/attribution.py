@@ -264,6 +264,16 @@ def refit_coefficients(masks: np.ndarray, values: np.ndarray, subsets: Sequence[
 # ----------------------------------------------------------------------------- results
 
 
+def _read_versioned_json(path: Path, expected_format: str, what: str) -> dict[str, Any]:
+    """Read a headspex JSON file, checking it exists and carries ``expected_format``."""
+    if not path.exists():
+        raise AttributionError(f"{path.parent} is not a headspex {what} (no {path.name})")
+    data = json.loads(path.read_text())
+    if data.get("format") != expected_format:
+        raise AttributionError(f"{path} is not a headspex {what} (format {data.get('format')!r})")
+    return data
+
+
 @dataclass
 class UnitResult:
     """Everything computed for one unit.
@@ -341,12 +351,7 @@ class UnitResult:
     @classmethod
     def load(cls, directory: Path) -> UnitResult:
         """Inverse of :meth:`save`."""
-        path = directory / "unit.json"
-        if not path.exists():
-            raise AttributionError(f"{directory} holds no finished unit (no unit.json)")
-        data = json.loads(path.read_text())
-        if data.get("format") != UNIT_FORMAT:
-            raise AttributionError(f"{path} is not a headspex unit result (format {data.get('format')!r})")
+        data = _read_versioned_json(directory / "unit.json", UNIT_FORMAT, "finished unit")
         return cls(
             name=data["name"],
             players=list(data["players"]),
@@ -386,12 +391,7 @@ class AttributionRun:
     def load(cls, directory: str | Path) -> AttributionRun:
         """Read ``run.json`` and every finished unit of a run directory."""
         directory = Path(directory)
-        path = directory / "run.json"
-        if not path.exists():
-            raise AttributionError(f"{directory} is not a headspex run directory (no run.json)")
-        meta = json.loads(path.read_text())
-        if meta.get("format") != RUN_FORMAT:
-            raise AttributionError(f"{path} is not a headspex run (format {meta.get('format')!r})")
+        meta = _read_versioned_json(directory / "run.json", RUN_FORMAT, "run directory")
         units = {}
         for unit in meta["units"]:
             unit_dir = directory / "units" / unit["name"]
