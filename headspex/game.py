@@ -58,8 +58,6 @@ class _QuestionChunk:
     question_index: torch.Tensor  # long[qc] positions in the game's question list
     block_args: tuple[Any, ...]  # positional args of block L; args[0] = hidden [qc, pos, d]
     block_kwargs: dict[str, Any]  # keyword args of block L (attention mask, rotary, ...)
-    input_ids: torch.Tensor  # long[qc, pos] (for the path without upstream cache)
-    attention_mask: torch.Tensor  # long[qc, pos]
 
     @property
     def size(self) -> int:
@@ -67,7 +65,7 @@ class _QuestionChunk:
 
     @property
     def positions(self) -> int:
-        return int(self.input_ids.shape[1])
+        return int(self.block_args[0].shape[1])
 
 
 def _repeat_rows(value: Any, n_questions: int, n_masks: int) -> Any:
@@ -291,7 +289,7 @@ class AblationGame:
             width = int(chunk_mask.sum(dim=1).max())
             chunk_ids, chunk_mask = chunk_ids[:, -width:], chunk_mask[:, -width:]  # drop shared left pad
             args, kwargs = self._capture_block_inputs(chunk_ids, chunk_mask, self.first_layer)
-            chunks.append(_QuestionChunk(index, args, kwargs, chunk_ids, chunk_mask))
+            chunks.append(_QuestionChunk(index, args, kwargs))
             start += size
         return chunks
 
