@@ -209,3 +209,28 @@ def test_one_se_rule_keeps_a_smaller_support_and_still_recovers_the_terms() -> N
     for result in (by_min, by_one_se):
         residual = result.interactions(test) - truth(test)
         assert 1 - residual.var() / truth(test).var() > 0.98
+
+
+def test_support_rules_pick_the_hand_computed_prefix(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Planted CV curve: min rule -> its argmin; one-SE rule -> smallest k within one SE of it."""
+    import numpy as np
+
+    from headspex.engine import ProxySPEX
+
+    # 4 folds x 6 prefix sizes. Mean errors: [1.0, 0.30, 0.22, 0.20, 0.21, 0.25]; the best is
+    # k=4 (0.20) with fold spread giving SE = std([0.1, 0.3, 0.1, 0.3], ddof=1)/2 = 0.0577,
+    # so the one-SE threshold is 0.2577 and the smallest prefix under it is k=3 (0.22).
+    fold_errors = np.array([
+        [1.0, 0.30, 0.22, 0.10, 0.21, 0.25],
+        [1.0, 0.30, 0.22, 0.30, 0.21, 0.25],
+        [1.0, 0.30, 0.22, 0.10, 0.21, 0.25],
+        [1.0, 0.30, 0.22, 0.30, 0.21, 0.25],
+    ])
+    masks = np.ones((8, 3), dtype=bool)
+    ranking = [(), (0,), (1,), (2,), (0, 1), (1, 2)]
+    for rule, expected_k in (("min", 4), ("one_se", 3)):
+        estimator = ProxySPEX(max_order=2, support_rule=rule)
+        monkeypatch.setattr(estimator, "_cv_prefix_errors", lambda design, targets, folds: fold_errors)
+        k, error, _ = estimator._select(masks, np.zeros(8), ranking, [np.arange(2)] * 4)
+        assert k == expected_k, rule
+        assert error == fold_errors[:, expected_k - 1].mean()
