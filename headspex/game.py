@@ -43,6 +43,10 @@ from .components import ComponentLike, Players
 from .tasks.base import METRICS, PromptSet, calibration_bias, check_disjoint, question_values
 
 
+CPU_MEMORY_BUDGET_MB = 32.0
+ACCELERATOR_MEMORY_BUDGET_MB = 2048.0
+
+
 class GameError(ValueError):
     """Bad input to an AblationGame (masks, metric, cache from another game…)."""
 
@@ -105,6 +109,10 @@ class AblationGame:
         dtype: ``None`` (model dtype) or ``"bfloat16"``: run the ablated blocks in a bf16 copy
             of the model (the upstream pass and reference statistics stay in the model dtype).
         memory_budget_mb: activation memory one micro-batch may use (sets its row count).
+            Default: 32 MB on CPU, 2048 MB on accelerators. On a 2-core CPU, cache-sized
+            batches of a question or two beat large ones (eager attention's score tensors
+            stream through memory, and long batches pad short prompts): SmolLM2, layer 20,
+            4.7 vs 2.9 rows/s for 32 MB vs 2048 MB.
         cache_dir: folder for the on-disk cache of evaluated masks (resume), or ``None``.
         upstream_cache: compute blocks before the first player's layer once per question.
         progress: show a tqdm bar per call.
@@ -124,7 +132,7 @@ class AblationGame:
         n_questions: int | None = None,
         n_reference: int | None = None,
         dtype: str | torch.dtype | None = None,
-        memory_budget_mb: float = 2048.0,
+        memory_budget_mb: float | None = None,
         cache_dir: str | Path | None = None,
         upstream_cache: bool = True,
         progress: bool = True,
@@ -144,6 +152,9 @@ class AblationGame:
         self.upstream_cache = upstream_cache
         self.progress = progress
         self.seed = seed
+        if memory_budget_mb is None:
+            on_cpu = next(model.parameters()).device.type == "cpu"
+            memory_budget_mb = CPU_MEMORY_BUDGET_MB if on_cpu else ACCELERATOR_MEMORY_BUDGET_MB
         self.memory_budget_mb = memory_budget_mb
         self.run_dtype = _run_dtype(dtype, model)
         self.n_row_evaluations = 0
