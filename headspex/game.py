@@ -13,6 +13,10 @@ Where the time goes, and what the game does about it:
   rotary embeddings, position ids) is computed once per question and blocks L… run per
   row. TransformerLens's ``start_at_layer`` still runs blocks 0…L-1, so the game calls the
   bridge's blocks itself.
+* **Fused attention.** The bridge rebuilds attention eagerly so pattern hooks can fire; the
+  game hooks none of them, so blocks it runs use PyTorch's SDPA kernel through the wrapped
+  HF attention (:mod:`headspex.fused_attention`), checked against the bridge's path once per
+  game.
 * **Only the logits that are needed.** The final norm is applied to the last position only
   (prompts are left-padded, so that is the answer position for every row), and only the
   candidate rows of the unembedding are multiplied: ``[rows, d_model] @ [d_model, c]``
@@ -27,6 +31,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import warnings
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +45,7 @@ from tqdm.auto import tqdm
 from .ablation import Ablator, ReferenceActivations, encode_prompts
 from .cache import MaskStore, mask_key
 from .components import ComponentLike, Players
+from .fused_attention import fusable_layers, use_fused_attention
 from .tasks.base import METRICS, PromptSet, calibration_bias, check_disjoint, question_values
 
 
@@ -87,6 +93,17 @@ def _repeat_rows(value: Any, n_questions: int, n_masks: int) -> Any:
     return value
 
 
+def _first_row(value: Any, n_questions: int) -> Any:
+    """The first question's slice of every per-question tensor in ``value``."""
+    if isinstance(value, torch.Tensor):
+        return value[:1] if value.dim() > 0 and value.shape[0] == n_questions else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(_first_row(v, n_questions) for v in value)
+    if isinstance(value, dict):
+        return {k: _first_row(v, n_questions) for k, v in value.items()}
+    return value
+
+
 def _strip_caches(value: Any) -> Any:
     # A KV cache object must not be shared between our repeated block calls.
     return None if type(value).__name__.endswith("Cache") else value
@@ -115,6 +132,10 @@ class AblationGame:
             4.7 vs 2.9 rows/s for 32 MB vs 2048 MB.
         cache_dir: folder for the on-disk cache of evaluated masks (resume), or ``None``.
         upstream_cache: compute blocks before the first player's layer once per question.
+        fused_attention: run attention through SDPA in the blocks the game computes, where the
+            model's attention allows it (:mod:`headspex.fused_attention`). On first use the
+            game compares the fused and the bridge's path on one chunk of unablated questions
+            and falls back to the bridge's path, with a warning, if their logits differ.
         progress: show a tqdm bar per call.
         seed: seeds resample sources (a function of mask and question, so batching-invariant).
     """
@@ -135,6 +156,7 @@ class AblationGame:
         memory_budget_mb: float | None = None,
         cache_dir: str | Path | None = None,
         upstream_cache: bool = True,
+        fused_attention: bool = True,
         progress: bool = True,
         seed: int = 0,
     ) -> None:
@@ -188,6 +210,9 @@ class AblationGame:
             )
         self.ablator = Ablator(self.run_model, self.players, mode=mode, reference=self.reference_activations, seed=seed)
         self.first_layer = self.players.first_layer if upstream_cache else 0
+        computed_layers = range(self.first_layer, model.cfg.n_layers)
+        self.fused_layers = fusable_layers(self.run_model, computed_layers) if fused_attention else []
+        self._fused_checked = not self.fused_layers
         self._unembed_weight, self._unembed_bias = _unembedding(self.run_model)
         self._chunks: list[_QuestionChunk] | None = None
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
@@ -243,6 +268,7 @@ class AblationGame:
             "dtype": str(self.run_dtype or _model_dtype(self.model)),
             "seed": self.seed,
             "first_computed_layer": self.first_layer,
+            "fused_attention_layers": list(self.fused_layers),
         }
 
     # ------------------------------------------------------------------ evaluation
@@ -274,14 +300,19 @@ class AblationGame:
         """Micro-batch rows that fit the memory budget for prompts of ``positions`` tokens."""
         cfg = self.model.cfg
         # Per row and position (floats): residual + attention in/out + q/k/v (~10 d_model),
-        # attention scores and pattern (2 n_heads pos), MLP in/gate/post (3 d_mlp).
-        floats = positions * (10 * cfg.d_model + 2 * cfg.n_heads * positions + 3 * cfg.d_mlp)
+        # MLP in/gate/post (3 d_mlp), and unless every computed block's attention is fused
+        # (tiled, no score tensor) the attention scores and pattern (2 n_heads pos).
+        all_fused = len(self.fused_layers) == self.model.cfg.n_layers - self.first_layer
+        scores = 0 if all_fused else 2 * cfg.n_heads * positions
+        floats = positions * (10 * cfg.d_model + scores + 3 * cfg.d_mlp)
         bytes_per_row = floats * 4
         return max(1, int(self.memory_budget_mb * 2**20 // bytes_per_row))
 
     def _question_chunks(self) -> list[_QuestionChunk]:
         if self._chunks is None:
             self._chunks = self._prepare_chunks()
+        if not self._fused_checked:
+            self._check_fused_attention(self._chunks[0])
         return self._chunks
 
     @torch.inference_mode()
@@ -337,7 +368,8 @@ class AblationGame:
         results = np.zeros((len(masks), n_all, self.candidate_ids.shape[1]), dtype=np.float32)
         total_rows = len(masks) * n_all
         bar = tqdm(total=total_rows, desc="ablations", unit="row", disable=not self.progress, leave=False)
-        with self.run_model.hooks(fwd_hooks=self.ablator.fwd_hooks()):
+        hooks = self.run_model.hooks(fwd_hooks=self.ablator.fwd_hooks())
+        with hooks, use_fused_attention(self.run_model, self.fused_layers):
             for chunk in chunks:
                 masks_per_batch = max(1, self.rows_per_batch(chunk.positions) // chunk.size)
                 for start in range(0, len(masks), masks_per_batch):
@@ -373,6 +405,28 @@ class AblationGame:
             logits = logits + self._unembed_bias[candidates]
         return logits
 
+    @torch.inference_mode()
+    def _check_fused_attention(self, chunk: _QuestionChunk) -> None:
+        """Compare fused and bridge attention on one question, unablated; keep the bridge's if they differ."""
+        self._fused_checked = True
+        chunk = _QuestionChunk(
+            chunk.question_index[:1], _first_row(chunk.block_args, chunk.size), _first_row(chunk.block_kwargs, chunk.size)
+        )
+        keep_all = np.ones((1, self.n_players), dtype=bool)
+        with use_fused_attention(self.run_model, self.fused_layers):
+            fused = self._run_rows(chunk, keep_all).float()
+        bridge = self._run_rows(chunk, keep_all).float()
+        # Kernels sum in another order: fp32 logits agree to ~1e-5, bf16 ones to ~1e-1.
+        tolerance = 1e-2 if self.run_dtype is None else 0.5
+        difference = float((fused - bridge).abs().max())
+        if not difference <= tolerance:
+            warnings.warn(
+                f"Fused attention changes candidate logits by {difference:.3g} (> {tolerance}) on this "
+                "model; the game uses the bridge's attention instead (slower).",
+                stacklevel=3,
+            )
+            self.fused_layers = []
+
     def _resample_sources(self, masks: np.ndarray, chunk: _QuestionChunk) -> np.ndarray:
         # A function of (seed, mask, question) only, so values do not depend on batching.
         assert self.reference_activations is not None
@@ -390,7 +444,9 @@ class AblationGame:
     def _fingerprint(self) -> dict[str, Any]:
         info = self.describe()
         info["candidate_token_ids"] = hashlib.sha1(self.candidate_ids.numpy().tobytes()).hexdigest()
-        info.pop("first_computed_layer", None)  # upstream caching does not change values
+        # Neither upstream caching nor the attention kernel changes values (beyond rounding).
+        info.pop("first_computed_layer", None)
+        info.pop("fused_attention_layers", None)
         return info
 
     def _check_cache_owner(self) -> None:
