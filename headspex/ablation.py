@@ -123,6 +123,18 @@ def encode_prompts(
     return encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
 
 
+def left_padded_ids(sequences: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+    """Token id lists as left-padded ``input_ids`` / ``attention_mask`` ``long[b, width]``
+    (pad id 0, masked out), ready for :func:`encode_prompts` or the model."""
+    width = max(len(tokens) for tokens in sequences)
+    ids = torch.zeros(len(sequences), width, dtype=torch.long)
+    attention = torch.zeros_like(ids)
+    for row, tokens in enumerate(sequences):
+        ids[row, width - len(tokens) :] = torch.tensor(list(tokens))
+        attention[row, width - len(tokens) :] = 1
+    return {"input_ids": ids, "attention_mask": attention}
+
+
 # ----------------------------------------------------------------------------- reference data
 
 

@@ -55,6 +55,9 @@ class PruneConfig:
         layers: layers whose heads are the players (one group). ``None`` with
             ``layer_group_size`` = every group of that many consecutive layers, one after another.
         mode: ablation mode of attribution *and* pruning (zero | zero_rescaled | mean).
+        scoring: ``letter`` (next-token letter after "Answer:") or ``cloze`` (each choice's
+            text scored by its mean token log-prob; held-out metrics then omit calibrated
+            accuracy, which corrects a letter bias).
         attribution_metric: value of the attribution game (logprob | margin | accuracy).
         budget, n_test, max_order: ProxySPEX fit masks, held-out masks per distribution, order.
         n_attribution, n_reference, n_evaluation: split sizes (None = the rest for evaluation).
@@ -73,6 +76,7 @@ class PruneConfig:
     layers: list[int] | None = field(default_factory=lambda: [28, 29])
     layer_group_size: int | None = None
     mode: str = "zero_rescaled"
+    scoring: str = "letter"
     attribution_metric: str = "logprob"
     budget: int = 200
     n_test: int = 20
@@ -101,6 +105,8 @@ class PruneConfig:
             raise P.PruningError(f"mode must be one of {P.PRUNING_MODES} for a pruning; got '{self.mode}'")
         if self.engine_result and self.attribution_run:
             raise P.PruningError("Give --engine-result or --attribution-run, not both")
+        if self.scoring not in ("letter", "cloze"):
+            raise P.PruningError(f"scoring must be 'letter' or 'cloze'; got '{self.scoring}'")
         if not self.ks or min(self.ks) < 1:
             raise P.PruningError(f"ks must be positive integers; got {self.ks}")
         return self
@@ -174,7 +180,8 @@ def run_experiment(config: PruneConfig, out: str | Path, model: Any = None) -> l
     if model is None:
         model = load_model(config.model)
     task = MMLUTask(model.tokenizer, config.subject, source=config.source, n_reference=config.n_reference,
-                    n_attribution=config.n_attribution, n_evaluation=config.n_evaluation, seed=config.seed, order=config.order)
+                    n_attribution=config.n_attribution, n_evaluation=config.n_evaluation, seed=config.seed, order=config.order,
+                    scoring=config.scoring)
     groups = _layer_groups(config, int(model.cfg.n_layers))
     results = []
     for layers in groups:
@@ -207,8 +214,9 @@ def run_experiment(config: PruneConfig, out: str | Path, model: Any = None) -> l
         interactions = proxy_result.interactions
 
         # -- held-out games; the check is enforced here, not documented
+        eval_metric = "logprob" if config.scoring == "cloze" else "calibrated_accuracy"  # cloze: no letter bias
         eval_game = AblationGame(model, task, players, mode=config.mode, split="evaluation",
-                                 metric="calibrated_accuracy", progress=config.progress, seed=config.seed)
+                                 metric=eval_metric, progress=config.progress, seed=config.seed)
         P.check_questions_disjoint(attribution_meta["question_ids"], eval_game.describe()["question_ids"])
         P.check_questions_disjoint(attribution_meta["question_ids"], task.prompt_set("reference").question_ids, "reference")
 
@@ -272,7 +280,7 @@ def run_experiment(config: PruneConfig, out: str | Path, model: Any = None) -> l
             "faithfulness": proxy_result.faithfulness, "n_interaction_terms": len(interactions),
             "strategies": {name: s.describe() for name, s in strategies.items()},
             "costs": costs, "torch_threads": torch.get_num_threads(),
-            "verdicts": {m: P.verdicts(evaluation, m) for m in P.EVAL_METRICS},
+            "verdicts": {m: P.verdicts(evaluation, m) for m in evaluation["metrics"]},
             **evaluation,
         }
         (group_out / "evaluation.json").write_text(json.dumps(to_jsonable(result), indent=1))
@@ -305,9 +313,10 @@ def summary_markdown(result: dict[str, Any]) -> str:
     lines = [f"Held-out questions: {result['n_questions']}; 95% percentile bootstrap over questions "
              f"({result['n_bootstrap']} resamples, seed {result['bootstrap_seed']}).", ""]
     unpruned = result["unpruned"]
-    lines.append("Unpruned: " + ", ".join(f"{m} {_fmt(unpruned[m])}" for m in P.EVAL_METRICS))
+    metrics = list(result.get("metrics", P.EVAL_METRICS))
+    lines.append("Unpruned: " + ", ".join(f"{m} {_fmt(unpruned[m])}" for m in metrics))
     lines.append("")
-    for metric in P.EVAL_METRICS:
+    for metric in metrics:
         lines += [f"**{metric}** (held out)", "", "| strategy | " + " | ".join(f"k={k}" for k in result["ks"]) + " |",
                   "|---|" + "---|" * len(result["ks"])]
         strategies = list(dict.fromkeys(r["strategy"] for r in result["rows"]))
@@ -316,10 +325,12 @@ def summary_markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {strategy} | " + " | ".join(_fmt(cells[k][metric]) if k in cells else "–" for k in result["ks"]) + " |")
         lines.append("")
     if result.get("paired"):
+        names = {"logprob": "Δ logprob", "accuracy": "Δ accuracy", "calibrated_accuracy": "Δ calibrated acc."}
+        shown = [m for m in ("logprob", "accuracy", "calibrated_accuracy") if m in metrics]
         lines += ["**proxyspex − baseline, paired (held-out log-prob, nats; accuracy)**", "",
-                  "| baseline | k | Δ logprob | Δ accuracy | Δ calibrated acc. |", "|---|---|---|---|---|"]
+                  "| baseline | k | " + " | ".join(names[m] for m in shown) + " |", "|---|---|" + "---|" * len(shown)]
         for row in result["paired"]:
-            lines.append(f"| {row['strategy']} | {row['k']} | {_fmt(row['logprob'])} | {_fmt(row['accuracy'])} | {_fmt(row['calibrated_accuracy'])} |")
+            lines.append(f"| {row['strategy']} | {row['k']} | " + " | ".join(_fmt(row[m]) for m in shown) + " |")
         lines.append("")
         lines.append("Wins/ties/losses of proxyspex (a win or loss needs the paired 95% interval to exclude 0):")
         lines.append("")
@@ -327,7 +338,7 @@ def summary_markdown(result: dict[str, Any]) -> str:
             lines.append(f"- {metric}: " + "; ".join(f"vs {s}: {t['wins']}W/{t['ties']}T/{t['losses']}L" for s, t in tally.items()))
         lines.append("")
     lines += ["**Changes against the unpruned model (paired over questions)**", ""]
-    for metric in P.EVAL_METRICS:
+    for metric in metrics:
         up = [f"{r['strategy']} k={r['k']} (+{r['delta_vs_unpruned'][metric]['mean']:.3f})" for r in result["rows"]
               if r["delta_vs_unpruned"][metric]["lo"] > 0]
         best = max(result["rows"], key=lambda r: r[metric]["mean"])
@@ -360,6 +371,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layers", type=_int_list, default=None,
                         help="layers whose heads are the players, e.g. 26,27,28,29 (default 28,29: SmolLM2's last 18 heads)")
     parser.add_argument("--mode", choices=P.PRUNING_MODES, default=None, help="ablation mode (default zero_rescaled, the paper's)")
+    parser.add_argument("--scoring", choices=("letter", "cloze"), default=None,
+                        help="letter (default): the letter token after 'Answer:'; cloze: each choice's text, "
+                             "mean token log-prob (SmolLM2-135M is above chance on some subjects only this way)")
     parser.add_argument("--metric", dest="attribution_metric", choices=("logprob", "margin", "accuracy"), default=None,
                         help="attribution value (default logprob: accuracy on a few questions is too coarse)")
     parser.add_argument("--budget", type=int, default=None, help=f"ProxySPEX masks (default {defaults.budget})")
@@ -384,7 +398,7 @@ def config_from_args(args: argparse.Namespace) -> PruneConfig:
     values: dict[str, Any] = dict(PRESETS.get(args.preset, {})) if args.preset else {}
     if values.get("layer_group_size"):
         values.setdefault("layers", None)
-    for name in ("model", "subject", "source", "layers", "mode", "attribution_metric", "budget", "n_attribution",
+    for name in ("model", "subject", "source", "layers", "mode", "scoring", "attribution_metric", "budget", "n_attribution",
                  "n_reference", "n_evaluation", "ks", "best_of_n", "greedy_max_k", "engine_result", "attribution_run",
                  "unit", "seed", "n_bootstrap"):
         value = getattr(args, name, None)

@@ -21,6 +21,9 @@ Where the time goes, and what the game does about it:
   (prompts are left-padded, so that is the answer position for every row), and only the
   candidate rows of the unembedding are multiplied: ``[rows, d_model] @ [d_model, c]``
   instead of ``[rows, pos, d_model] @ [d_model, vocab]``.
+* **Cloze tasks** (a :class:`~headspex.tasks.base.PromptSet` with ``continuation_ids``) run
+  one row per (question, choice): context + answer text, scored by the mean full-vocabulary
+  log-prob of the answer tokens; only those positions are unembedded.
 * **Nothing evaluated twice.** Candidate logits of every evaluated mask are cached in memory
   and, with ``cache_dir``, on disk (one ``.npz`` per evaluated batch), so an interrupted run
   resumes and asking for another metric on the same masks runs nothing.
@@ -42,7 +45,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .ablation import Ablator, ReferenceActivations, encode_prompts
+from .ablation import Ablator, ReferenceActivations, encode_prompts, left_padded_ids
 from .cache import MaskStore, mask_key
 from .components import ComponentLike, Players
 from .fused_attention import fusable_layers, use_fused_attention
@@ -63,15 +66,18 @@ class _StopAfterCapture(Exception):
 
 @dataclass
 class _QuestionChunk:
-    """Questions that share one padded length, with the inputs of the first run block."""
+    """Sequences that share one padded length, with the inputs of the first run block.
 
-    question_index: torch.Tensor  # long[qc] positions in the game's question list
+    A sequence is a question (letter tasks) or a (question, choice) pair (cloze tasks).
+    """
+
+    unit_index: torch.Tensor  # long[qc] positions in the game's sequence list
     block_args: tuple[Any, ...]  # positional args of block L; args[0] = hidden [qc, pos, d]
     block_kwargs: dict[str, Any]  # keyword args of block L (attention mask, rotary, ...)
 
     @property
     def size(self) -> int:
-        return int(self.question_index.shape[0])
+        return int(self.unit_index.shape[0])
 
     @property
     def positions(self) -> int:
@@ -198,6 +204,17 @@ class AblationGame:
         self.n_calibration = len(self._all_prompts) - self.n_questions
         self.candidate_ids = self._all_prompts.candidate_token_ids
         self.correct_index = scored.correct_index
+        self.cloze = scored.is_cloze
+        if self.cloze and self.metric == "calibrated_accuracy":
+            raise GameError("calibrated_accuracy removes a per-letter bias; it does not apply to cloze "
+                            "scoring, where each question has its own answer texts.")
+        n_candidates = int(self.candidate_ids.shape[1])
+        # Sequences the game runs: one per question, or one per (question, choice) for cloze.
+        self._unit_question = np.repeat(np.arange(len(self._all_prompts)), n_candidates if self.cloze else 1)
+        self._unit_targets: list[list[int]] | None = None
+        if self.cloze:
+            assert self._all_prompts.continuation_ids is not None
+            self._unit_targets = [list(c) for conts in self._all_prompts.continuation_ids for c in conts]
 
         # bf16 runs use a converted copy of the model (true bf16 weights, ~2.5x faster on CPUs
         # with bf16 units than autocast); the upstream pass and statistics stay in fp32.
@@ -318,7 +335,7 @@ class AblationGame:
     @torch.inference_mode()
     def _prepare_chunks(self) -> list[_QuestionChunk]:
         """Group questions by length and capture the inputs of block ``first_layer`` for each."""
-        ids, attention = encode_prompts(self.model, _encodable(self._all_prompts))
+        ids, attention = encode_prompts(self.model, self._unit_inputs())
         lengths = attention.sum(dim=1)
         order = torch.argsort(lengths, descending=True, stable=True)
         chunks: list[_QuestionChunk] = []
@@ -334,6 +351,17 @@ class AblationGame:
             chunks.append(_QuestionChunk(index, args, kwargs))
             start += size
         return chunks
+
+    def _unit_inputs(self) -> list[str] | dict[str, torch.Tensor]:
+        """Every sequence the game runs, as text or left-padded ids (cloze: context + answer[:-1])."""
+        if not self.cloze:
+            return _encodable(self._all_prompts)
+        assert self._all_prompts.input_ids is not None and self._unit_targets is not None
+        # The last answer token is only predicted, never read: the answer's log-probs come from
+        # the last len(answer) positions of context + answer[:-1].
+        sequences = [list(self._all_prompts.input_ids[q]) + target[:-1]
+                     for q, target in zip(self._unit_question, self._unit_targets)]
+        return left_padded_ids(sequences)
 
     def _capture_block_inputs(
         self, ids: torch.Tensor, attention: torch.Tensor, layer: int
@@ -364,9 +392,10 @@ class AblationGame:
     def _evaluate(self, masks: np.ndarray) -> np.ndarray:
         """Candidate logits of new masks: ``bool[m, n] -> float32[m, q_all, c]``."""
         chunks = self._question_chunks()
-        n_all = len(self._all_prompts)
-        results = np.zeros((len(masks), n_all, self.candidate_ids.shape[1]), dtype=np.float32)
-        total_rows = len(masks) * n_all
+        n_all, n_units = len(self._all_prompts), len(self._unit_question)
+        width = 1 if self.cloze else self.candidate_ids.shape[1]
+        results = np.zeros((len(masks), n_units, width), dtype=np.float32)
+        total_rows = len(masks) * n_units
         bar = tqdm(total=total_rows, desc="ablations", unit="row", disable=not self.progress, leave=False)
         hooks = self.run_model.hooks(fwd_hooks=self.ablator.fwd_hooks())
         with hooks, use_fused_attention(self.run_model, self.fused_layers):
@@ -374,16 +403,17 @@ class AblationGame:
                 masks_per_batch = max(1, self.rows_per_batch(chunk.positions) // chunk.size)
                 for start in range(0, len(masks), masks_per_batch):
                     block = masks[start : start + masks_per_batch]
-                    logits = self._run_rows(chunk, block)  # [len(block) * qc, c]
+                    logits = self._run_rows(chunk, block)  # [len(block) * qc, c or 1]
                     logits = logits.view(len(block), chunk.size, -1).float().cpu().numpy()
-                    results[start : start + len(block)][:, chunk.question_index.numpy()] = logits
+                    results[start : start + len(block)][:, chunk.unit_index.numpy()] = logits
                     self.n_row_evaluations += len(block) * chunk.size
                     bar.update(len(block) * chunk.size)
         bar.close()
-        return results
+        return results.reshape(len(masks), n_all, -1)  # cloze: units are question-major
 
     def _run_rows(self, chunk: _QuestionChunk, masks: np.ndarray) -> torch.Tensor:
-        """Candidate logits of rows (mask-major): ``float[len(masks) * qc, c]``."""
+        """Candidate logits of rows (mask-major): ``float[len(masks) * qc, c]``; cloze: the
+        mean answer-token log-prob of each row's sequence, ``float[len(masks) * qc, 1]``."""
         n_masks, qc = len(masks), chunk.size
         row_masks = torch.from_numpy(np.repeat(masks, qc, axis=0))
         sources = self._resample_sources(masks, chunk) if self.mode == "resample" else None
@@ -396,8 +426,11 @@ class AblationGame:
         for layer in range(self.first_layer, model.cfg.n_layers):
             out = model.blocks[layer](hidden, *rest, **kwargs)
             hidden = out[0] if isinstance(out, tuple) else out
+        rows_unit = chunk.unit_index.repeat(n_masks)
+        if self.cloze:
+            return self._cloze_scores(hidden, rows_unit)
         last = model.ln_final(hidden[:, -1:, :])[:, 0]  # [rows, d_model]
-        rows_question = chunk.question_index.repeat(n_masks)
+        rows_question = rows_unit
         candidates = self.candidate_ids[rows_question]  # [rows, c]
         weight = self._unembed_weight[candidates]  # [rows, c, d_model]
         logits = torch.einsum("rd,rcd->rc", last.to(weight.dtype), weight)
@@ -405,12 +438,39 @@ class AblationGame:
             logits = logits + self._unembed_bias[candidates]
         return logits
 
+    def _cloze_scores(self, hidden: torch.Tensor, rows_unit: torch.Tensor) -> torch.Tensor:
+        """Mean log-prob (nats per token) of each row's answer tokens: ``[rows, pos, d] -> [rows, 1]``.
+
+        Only the last ``max answer length`` positions are normalised and unembedded, in
+        slices whose ``[slice, span, vocab]`` logits fit the memory budget.
+        """
+        assert self._unit_targets is not None
+        targets_of = [self._unit_targets[int(u)] for u in rows_unit]
+        span = max(len(t) for t in targets_of)
+        targets = torch.full((len(targets_of), span), -1, dtype=torch.long)
+        for row, target in enumerate(targets_of):  # answers are right-aligned, like the sequences
+            targets[row, span - len(target) :] = torch.tensor(target)
+        valid = targets >= 0
+        normed = self.run_model.ln_final(hidden[:, -span:, :])  # [rows, span, d]
+        vocab = self._unembed_weight.shape[0]
+        per_slice = max(1, int(self.memory_budget_mb * 2**20 // (4 * span * vocab)))
+        scores = torch.zeros(len(targets_of))
+        for start in range(0, len(targets_of), per_slice):
+            rows = slice(start, start + per_slice)
+            logits = normed[rows] @ self._unembed_weight.T.to(normed.dtype)  # [s, span, vocab]
+            if self._unembed_bias is not None:
+                logits = logits + self._unembed_bias.to(logits.dtype)
+            log_probs = torch.log_softmax(logits.float(), dim=-1)
+            token = log_probs.gather(-1, targets[rows].clamp(min=0).unsqueeze(-1)).squeeze(-1).cpu()
+            scores[rows] = (token * valid[rows]).sum(-1) / valid[rows].sum(-1)
+        return scores[:, None]
+
     @torch.inference_mode()
     def _check_fused_attention(self, chunk: _QuestionChunk) -> None:
         """Compare fused and bridge attention on one question, unablated; keep the bridge's if they differ."""
         self._fused_checked = True
         chunk = _QuestionChunk(
-            chunk.question_index[:1], _first_row(chunk.block_args, chunk.size), _first_row(chunk.block_kwargs, chunk.size)
+            chunk.unit_index[:1], _first_row(chunk.block_args, chunk.size), _first_row(chunk.block_kwargs, chunk.size)
         )
         keep_all = np.ones((1, self.n_players), dtype=bool)
         with use_fused_attention(self.run_model, self.fused_layers):
@@ -434,7 +494,8 @@ class AblationGame:
         sources = []
         for mask in masks:
             mask_hash = zlib.crc32(mask_key(mask))
-            for question in chunk.question_index.tolist():
+            # Keyed by question, so the choices of a cloze question share their source.
+            for question in self._unit_question[chunk.unit_index.numpy()].tolist():
                 rng = np.random.default_rng([self.seed, mask_hash, question])
                 sources.append(int(rng.integers(n_ref)))
         return np.asarray(sources)
@@ -531,13 +592,7 @@ def _encodable(prompts: PromptSet) -> list[str] | dict[str, torch.Tensor]:
     """Prompts as text, or as left-padded token ids when the task carries them."""
     if prompts.input_ids is None:
         return list(prompts.prompts)
-    width = max(len(ids) for ids in prompts.input_ids)
-    ids = torch.zeros(len(prompts.input_ids), width, dtype=torch.long)
-    attention = torch.zeros_like(ids)
-    for row, tokens in enumerate(prompts.input_ids):
-        ids[row, width - len(tokens) :] = torch.tensor(tokens)
-        attention[row, width - len(tokens) :] = 1
-    return {"input_ids": ids, "attention_mask": attention}
+    return left_padded_ids(prompts.input_ids)
 
 
 def _unembedding(model: Any) -> tuple[torch.Tensor, torch.Tensor | None]:

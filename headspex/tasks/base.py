@@ -74,6 +74,12 @@ class PromptSet:
             runner should feed these ids and *not* re-tokenize ``prompts`` (which are then
             only a human-readable decoding); tasks built from token sequences (induction)
             set it because decode -> encode does not always round-trip.
+        continuation_ids: cloze scoring (optional): per question, the token ids of each of its
+            ``c`` continuations (answer texts). ``input_ids`` are then the contexts' ids and
+            candidate ``j``'s score is the mean log-probability, over the full vocabulary, of
+            continuation ``j``'s tokens after the context (nats per token); the metrics treat
+            these ``c`` scores as the candidate logits. ``candidate_token_ids`` holds each
+            continuation's first token.
     """
 
     prompts: list[str]
@@ -81,6 +87,7 @@ class PromptSet:
     correct_index: Tensor
     question_ids: list[str]
     input_ids: list[list[int]] | None = field(default=None)
+    continuation_ids: list[list[list[int]]] | None = field(default=None)
 
     def __post_init__(self) -> None:
         q = len(self.prompts)
@@ -95,11 +102,23 @@ class PromptSet:
         if self.input_ids is not None and len(self.input_ids) != q:
             raise TaskError(f"input_ids has {len(self.input_ids)} entries for {q} prompts")
         n_candidates = self.candidate_token_ids.shape[1]
+        if self.continuation_ids is not None:
+            if self.input_ids is None:
+                raise TaskError("a cloze PromptSet (continuation_ids) needs input_ids: the contexts' token ids")
+            if len(self.continuation_ids) != q or any(len(c) != n_candidates for c in self.continuation_ids):
+                raise TaskError(f"continuation_ids must hold {n_candidates} continuations for each of {q} questions")
+            if any(len(ids) == 0 for c in self.continuation_ids for ids in c):
+                raise TaskError("every cloze continuation needs at least one token")
         if q and (self.correct_index.min() < 0 or self.correct_index.max() >= n_candidates):
             raise TaskError(f"correct_index must lie in [0, {n_candidates}); got {self.correct_index.tolist()}")
 
     def __len__(self) -> int:
         return len(self.prompts)
+
+    @property
+    def is_cloze(self) -> bool:
+        """Whether candidates are scored as continuations (see ``continuation_ids``)."""
+        return self.continuation_ids is not None
 
     def subset(self, idx: Sequence[int]) -> PromptSet:
         """The prompts at positions ``idx`` (in that order), as a new PromptSet."""
@@ -111,6 +130,9 @@ class PromptSet:
             correct_index=self.correct_index[index],
             question_ids=[self.question_ids[i] for i in positions],
             input_ids=None if self.input_ids is None else [list(self.input_ids[i]) for i in positions],
+            continuation_ids=None if self.continuation_ids is None else [
+                [list(ids) for ids in self.continuation_ids[i]] for i in positions
+            ],
         )
 
 

