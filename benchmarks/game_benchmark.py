@@ -120,7 +120,7 @@ def speed(model: Any, task: MMLUTask, layer: int, n_masks: int, n_naive: int) ->
     half = n_naive // 2
     t_naive = naive_rows(model, game, masks, naive_plan[:half])
     start = time.perf_counter()
-    game._question_chunks()  # upstream pass: once per question, amortised over all masks
+    game._question_chunks()  # upstream pass (once per question) + the one-question fused-attention check
     t_prep = time.perf_counter() - start
     start = time.perf_counter()
     game.candidate_logits(masks)

