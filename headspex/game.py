@@ -140,8 +140,8 @@ class AblationGame:
         upstream_cache: compute blocks before the first player's layer once per question.
         fused_attention: run attention through SDPA in the blocks the game computes, where the
             model's attention allows it (:mod:`headspex.fused_attention`). On first use the
-            game compares the fused and the bridge's path on one chunk of unablated questions
-            and falls back to the bridge's path, with a warning, if their logits differ.
+            game compares the fused and the bridge's path on one unablated question and
+            falls back to the bridge's path, with a warning, if their values differ.
         progress: show a tqdm bar per call.
         seed: seeds resample sources (a function of mask and question, so batching-invariant).
     """
