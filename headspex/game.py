@@ -84,30 +84,28 @@ class _QuestionChunk:
         return int(self.block_args[0].shape[1])
 
 
+def _map_per_question(value: Any, n_questions: int, fn: Any) -> Any:
+    """Apply ``fn`` to every tensor in ``value`` (nested tuples/lists/dicts) whose first dim is
+    ``n_questions``; tensors shared by all questions (e.g. ``position_ids [1, pos]``) pass."""
+    if isinstance(value, torch.Tensor):
+        return fn(value) if value.dim() > 0 and value.shape[0] == n_questions else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(_map_per_question(v, n_questions, fn) for v in value)
+    if isinstance(value, dict):
+        return {k: _map_per_question(v, n_questions, fn) for k, v in value.items()}
+    return value
+
+
 def _repeat_rows(value: Any, n_questions: int, n_masks: int) -> Any:
     """Repeat every per-question tensor in ``value`` for ``n_masks`` masks (mask-major rows)."""
-    if isinstance(value, torch.Tensor):
-        if value.dim() > 0 and value.shape[0] == n_questions and n_masks > 1:
-            return value.repeat(n_masks, *([1] * (value.dim() - 1)))
+    if n_masks == 1:
         return value
-    if isinstance(value, tuple):
-        return tuple(_repeat_rows(v, n_questions, n_masks) for v in value)
-    if isinstance(value, list):
-        return [_repeat_rows(v, n_questions, n_masks) for v in value]
-    if isinstance(value, dict):
-        return {k: _repeat_rows(v, n_questions, n_masks) for k, v in value.items()}
-    return value
+    return _map_per_question(value, n_questions, lambda t: t.repeat(n_masks, *([1] * (t.dim() - 1))))
 
 
 def _first_row(value: Any, n_questions: int) -> Any:
     """The first question's slice of every per-question tensor in ``value``."""
-    if isinstance(value, torch.Tensor):
-        return value[:1] if value.dim() > 0 and value.shape[0] == n_questions else value
-    if isinstance(value, (tuple, list)):
-        return type(value)(_first_row(v, n_questions) for v in value)
-    if isinstance(value, dict):
-        return {k: _first_row(v, n_questions) for k, v in value.items()}
-    return value
+    return _map_per_question(value, n_questions, lambda t: t[:1])
 
 
 def _strip_caches(value: Any) -> Any:

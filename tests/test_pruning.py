@@ -277,6 +277,20 @@ def test_pruning_spec_errors(tiny_llama: Any) -> None:
 # ----------------------------------------------------------------------------- gradient importance
 
 
+def _mean_abs_gate_slope(losses: Any, head: int, eps: float = 1e-3) -> float:
+    """Central difference of each question's loss in one head's gate (its hook_z scaled by
+    1 ± eps), then the mean of |slope|: ``losses(hook) -> float[q]`` runs the model with the hook."""
+    per_scale = []
+    for scale in (1 + eps, 1 - eps):
+        def hook(z: torch.Tensor, hook: Any, scale: float = scale) -> torch.Tensor:
+            z = z.clone()
+            z[:, :, head] *= scale
+            return z
+
+        per_scale.append(losses(hook))
+    return float(((per_scale[0] - per_scale[1]) / (2 * eps)).abs().mean())
+
+
 def test_mask_gradient_matches_finite_differences(tiny_llama: Any) -> None:
     from headspex.tasks.base import PromptSet
 
@@ -289,23 +303,14 @@ def test_mask_gradient_matches_finite_differences(tiny_llama: Any) -> None:
 
     targets = torch.tensor([0, 1, 0])
 
-    def mean_abs_slope(head: int, eps: float = 1e-3) -> float:
-        """Central difference of each prompt's loss in the head's gate; mean of |slope|."""
-        losses = []
-        for scale in (1 + eps, 1 - eps):
-            def hook(z: torch.Tensor, hook: Any) -> torch.Tensor:
-                z = z.clone()
-                z[:, :, head] *= scale
-                return z
-
-            ids, attention = encode_prompts(tiny_llama, PROMPTS)
-            with torch.no_grad(), tiny_llama.hooks(fwd_hooks=[("blocks.1.attn.hook_z", hook)]):
-                logits = tiny_llama(ids, attention_mask=attention)[:, -1][:, letters].double()
-            losses.append(-torch.log_softmax(logits, -1).gather(-1, targets[:, None])[:, 0])
-        return float(((losses[0] - losses[1]) / (2 * eps)).abs().mean())
+    def losses(head_hook: Any) -> torch.Tensor:
+        ids, attention = encode_prompts(tiny_llama, PROMPTS)
+        with torch.no_grad(), tiny_llama.hooks(fwd_hooks=[("blocks.1.attn.hook_z", head_hook)]):
+            logits = tiny_llama(ids, attention_mask=attention)[:, -1][:, letters].double()
+        return -torch.log_softmax(logits, -1).gather(-1, targets[:, None])[:, 0]
 
     for head in range(len(players)):
-        assert importance[head] == pytest.approx(mean_abs_slope(head), rel=2e-2, abs=1e-4)
+        assert importance[head] == pytest.approx(_mean_abs_gate_slope(losses, head), rel=2e-2, abs=1e-4)
     assert RankingStrategy(importance, "gradient").choose(1) == (int(np.argmin(importance)),)
 
 
@@ -322,21 +327,13 @@ def test_cloze_mask_gradient_matches_finite_differences(tiny_llama: Any) -> None
     players = heads(tiny_llama, [2])
     importance = mask_gradient_importance(tiny_llama, prompt_set, players, batch_size=8, progress=False)
 
-    def mean_abs_slope(head: int, eps: float = 1e-3) -> float:
-        losses = []
-        for scale in (1 + eps, 1 - eps):
-            def hook(z: torch.Tensor, hook: Any) -> torch.Tensor:
-                z = z.clone()
-                z[:, :, head] *= scale
-                return z
-
-            with tiny_llama.hooks(fwd_hooks=[("blocks.2.attn.hook_z", hook)]):
-                scores = cloze_choice_logliks(tiny_llama, items, batch_size=3, reduction="mean").double()
-            losses.append(-torch.log_softmax(scores, -1).gather(-1, prompt_set.correct_index[:, None])[:, 0])
-        return float(((losses[0] - losses[1]) / (2 * eps)).abs().mean())
+    def losses(head_hook: Any) -> torch.Tensor:
+        with tiny_llama.hooks(fwd_hooks=[("blocks.2.attn.hook_z", head_hook)]):
+            scores = cloze_choice_logliks(tiny_llama, items, batch_size=3, reduction="mean").double()
+        return -torch.log_softmax(scores, -1).gather(-1, prompt_set.correct_index[:, None])[:, 0]
 
     for head in range(len(players)):
-        assert importance[head] == pytest.approx(mean_abs_slope(head), rel=3e-2, abs=1e-4)
+        assert importance[head] == pytest.approx(_mean_abs_gate_slope(losses, head), rel=3e-2, abs=1e-4)
 
 
 # ----------------------------------------------------------------------------- pipeline and CLI
