@@ -175,7 +175,8 @@ def speed(model: Any, task: MMLUTask, layer: int, n_masks: int, n_naive: int) ->
     t_game = sum(g[1] for g in groups)
     rows = n_masks * game.n_questions
     of_a, of_b, ceiling = efficiency(groups)
-    halves = [efficiency(groups[: len(groups) // 2]), efficiency(groups[len(groups) // 2 :])]
+    cut = len(groups) // 2  # one group (a micro-batch holds every mask) has no halves
+    halves = [efficiency(groups[:cut]), efficiency(groups[cut:])] if cut else []
     peak = sum(g[3] for g in groups) / sum(g[4] for g in groups)
     return {
         "layer": layer, "n_masks": n_masks, "n_questions": game.n_questions, "rows": rows,
@@ -346,8 +347,8 @@ def render(results: dict[str, Any]) -> str:
               "square matmul GFLOP/s | of FLOP bound (a) [halves] | of kernel skeleton (b) [halves] | kernel ceiling |"),
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results["speed"]:
-        a_halves = " / ".join(f"{100 * h:.0f}" for h in r["of_flop_bound_a_halves"])
-        b_halves = " / ".join(f"{100 * h:.0f}" for h in r["of_kernel_skeleton_b_halves"])
+        a_halves = " / ".join(f"{100 * h:.0f}" for h in r["of_flop_bound_a_halves"]) or "–"
+        b_halves = " / ".join(f"{100 * h:.0f}" for h in r["of_kernel_skeleton_b_halves"]) or "–"
         lines.append(f"| {r['layer']} | {r['rows']} | {r['game_rows_per_s']:.2f} | {r['naive_rows_per_s']:.3f} | "
                      f"{r['speedup']:.1f}× | {r['speedup_incl_upstream']:.1f}× | {r['game_gflops_per_s']:.1f} | "
                      f"{r['square_matmul_gflops_per_s']:.1f} | {100 * r['of_flop_bound_a']:.0f} % [{a_halves}] | "
