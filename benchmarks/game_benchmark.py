@@ -85,7 +85,7 @@ def game_flops(model: Any, first_layer: int, positions: list[int]) -> float:
 
 def masks_per_call(game: AblationGame) -> int:
     """Masks per game call such that every call runs whole micro-batches, as one bulk call would."""
-    return math.lcm(*(max(1, game.rows_per_batch(chunk.positions) // chunk.size) for chunk in game._question_chunks()))
+    return math.lcm(*(game.masks_per_batch(chunk) for chunk in game._question_chunks()))
 
 
 def kernel_skeleton_seconds(game: AblationGame, n_masks: int) -> float:
@@ -105,7 +105,7 @@ def kernel_skeleton_seconds(game: AblationGame, n_masks: int) -> float:
     total = 0.0
     with torch.inference_mode():
         for chunk in game._question_chunks():
-            masks_per_batch = max(1, game.rows_per_batch(chunk.positions) // chunk.size)
+            masks_per_batch = game.masks_per_batch(chunk)
             for start in range(0, n_masks, masks_per_batch):
                 rows = min(masks_per_batch, n_masks - start) * chunk.size
                 p = chunk.positions

@@ -213,6 +213,11 @@ class AblationGame:
         if self.cloze:
             assert self._all_prompts.continuation_ids is not None
             self._unit_targets = [list(c) for conts in self._all_prompts.continuation_ids for c in conts]
+            # Answers right-aligned like the sequences, -1 before a shorter answer: [units, longest].
+            self._unit_target_lengths = torch.tensor([len(t) for t in self._unit_targets])
+            self._unit_target_matrix = torch.full((len(self._unit_targets), int(self._unit_target_lengths.max())), -1)
+            for unit, target in enumerate(self._unit_targets):
+                self._unit_target_matrix[unit, self._unit_target_matrix.shape[1] - len(target) :] = torch.tensor(target)
 
         # bf16 runs use a converted copy of the model (true bf16 weights, ~2.5x faster on CPUs
         # with bf16 units than autocast); the upstream pass and statistics stay in fp32.
@@ -323,6 +328,10 @@ class AblationGame:
         bytes_per_row = floats * 4
         return max(1, int(self.memory_budget_mb * 2**20 // bytes_per_row))
 
+    def masks_per_batch(self, chunk: _QuestionChunk) -> int:
+        """Masks per micro-batch for ``chunk`` (each mask runs all of the chunk's sequences)."""
+        return max(1, self.rows_per_batch(chunk.positions) // chunk.size)
+
     def _question_chunks(self) -> list[_QuestionChunk]:
         if self._chunks is None:
             self._chunks = self._prepare_chunks()
@@ -398,7 +407,7 @@ class AblationGame:
         hooks = self.run_model.hooks(fwd_hooks=self.ablator.fwd_hooks())
         with hooks, use_fused_attention(self.run_model, self.fused_layers):
             for chunk in chunks:
-                masks_per_batch = max(1, self.rows_per_batch(chunk.positions) // chunk.size)
+                masks_per_batch = self.masks_per_batch(chunk)
                 for start in range(0, len(masks), masks_per_batch):
                     block = masks[start : start + masks_per_batch]
                     logits = self._run_rows(chunk, block)  # [len(block) * qc, c or 1]
@@ -428,8 +437,7 @@ class AblationGame:
         if self.cloze:
             return self._cloze_scores(hidden, rows_unit)
         last = model.ln_final(hidden[:, -1:, :])[:, 0]  # [rows, d_model]
-        rows_question = rows_unit
-        candidates = self.candidate_ids[rows_question]  # [rows, c]
+        candidates = self.candidate_ids[rows_unit]  # [rows, c]; letter tasks: one unit per question
         weight = self._unembed_weight[candidates]  # [rows, c, d_model]
         logits = torch.einsum("rd,rcd->rc", last.to(weight.dtype), weight)
         if self._unembed_bias is not None:
@@ -442,18 +450,14 @@ class AblationGame:
         Only the last ``max answer length`` positions are normalised and unembedded, in
         slices whose ``[slice, span, vocab]`` logits fit the memory budget.
         """
-        assert self._unit_targets is not None
-        targets_of = [self._unit_targets[int(u)] for u in rows_unit]
-        span = max(len(t) for t in targets_of)
-        targets = torch.full((len(targets_of), span), -1, dtype=torch.long)
-        for row, target in enumerate(targets_of):  # answers are right-aligned, like the sequences
-            targets[row, span - len(target) :] = torch.tensor(target)
+        span = int(self._unit_target_lengths[rows_unit].max())
+        targets = self._unit_target_matrix[rows_unit, -span:]  # [rows, span], -1 = before the answer
         valid = targets >= 0
         normed = self.run_model.ln_final(hidden[:, -span:, :])  # [rows, span, d]
         vocab = self._unembed_weight.shape[0]
         per_slice = max(1, int(self.memory_budget_mb * 2**20 // (4 * span * vocab)))
-        scores = torch.zeros(len(targets_of))
-        for start in range(0, len(targets_of), per_slice):
+        scores = torch.zeros(len(targets))
+        for start in range(0, len(targets), per_slice):
             rows = slice(start, start + per_slice)
             logits = normed[rows] @ self._unembed_weight.T.to(normed.dtype)  # [s, span, vocab]
             if self._unembed_bias is not None:
