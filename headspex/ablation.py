@@ -40,11 +40,13 @@ import numpy as np
 import torch
 
 from .components import ComponentLike, Head, LayerPart, Neuron, Players
+from .errors import HeadspexError
+from .hooks import hook_name
 
 ABLATION_MODES = ("zero", "zero_rescaled", "mean", "resample")
 
 
-class AblationError(ValueError):
+class AblationError(HeadspexError):
     """Bad input to the hook manager (mask shape, mode, missing reference data…)."""
 
 
@@ -63,12 +65,12 @@ class Site:
 def _sites_of(component: Any) -> list[tuple[Site, int]]:
     """The (site, unit) pairs that ablating ``component`` silences."""
     layer = component.layer
-    attn_out = Site(f"blocks.{layer}.attn.hook_out", "attn_out", layer)
-    mlp_out = Site(f"blocks.{layer}.mlp.hook_out", "mlp_out", layer)
+    attn_out = Site(hook_name(layer, "attn_out"), "attn_out", layer)
+    mlp_out = Site(hook_name(layer, "mlp_out"), "mlp_out", layer)
     if isinstance(component, Head):
-        return [(Site(f"blocks.{layer}.attn.hook_z", "z", layer), component.head)]
+        return [(Site(hook_name(layer, "z"), "z", layer), component.head)]
     if isinstance(component, Neuron):
-        return [(Site(f"blocks.{layer}.mlp.hook_post", "post", layer), component.index)]
+        return [(Site(hook_name(layer, "post"), "post", layer), component.index)]
     if isinstance(component, LayerPart):
         if component.part == "attn":
             return [(attn_out, 0)]

@@ -45,6 +45,7 @@ from .engine import EngineResult, Exhaustive, Interactions, ProxySPEX, all_masks
 from .engine.interactions import Subset
 from headspex.io import to_jsonable
 from headspex.cache import MaskStore
+from .errors import HeadspexError
 
 SCOPES: tuple[str, ...] = ("layer", "group", "all")
 METHODS: tuple[str, ...] = ("proxyspex", "exact")
@@ -60,7 +61,7 @@ FAST_FIT: dict[str, Any] = {
 MAX_EXACT_PLAYERS = 14
 
 
-class AttributionError(ValueError):
+class AttributionError(HeadspexError):
     """A configuration or run-directory problem, with a message naming it."""
 
 

@@ -10,9 +10,10 @@ import os
 from pathlib import Path
 
 import numpy as np
+from .errors import HeadspexError
 
 
-class MaskStoreError(ValueError):
+class MaskStoreError(HeadspexError):
     """A store folder that does not fit the game it is opened for."""
 
 

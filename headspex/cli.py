@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+from .errors import HeadspexError
 
 #: The README default: chosen so the whole command stays well under 10 minutes on 2 CPU cores.
 DEFAULT_MODEL = "smollm2-135m"
@@ -28,7 +29,7 @@ DEFAULT_METHOD = "exact"
 DEFAULT_COMPARE_BUDGET = 128
 
 
-class CLIError(Exception):
+class CLIError(HeadspexError):
     """A user error: printed as one line, exit status 2."""
 
 
@@ -260,11 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CLIError, ValueError) as error:
-        # headspex's own input errors (GameError, TaskError, ComponentError, ...) subclass
-        # ValueError and name the problem: one line, not a traceback. Anything else propagates.
-        if not isinstance(error, CLIError) and not type(error).__module__.startswith("headspex"):
-            raise
+    except HeadspexError as error:
+        # Every error a user can trigger derives from HeadspexError and names the problem
+        # and the fix: one line, exit status 2. Anything else is a bug and keeps its traceback.
         print(f"headspex {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -19,12 +19,13 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Union, overload
+from .errors import HeadspexError
 
 LayerPartKind = Literal["attn", "mlp", "block"]
 _KIND_ORDER = {"head": 0, "attn": 1, "mlp": 2, "neuron": 3, "block": 4}
 
 
-class ComponentError(ValueError):
+class ComponentError(HeadspexError):
     """A component name or address that does not exist in the model."""
 
 

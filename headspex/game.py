@@ -50,13 +50,14 @@ from .cache import MaskStore, mask_key
 from .components import ComponentLike, Players
 from .fused_attention import fusable_layers, use_fused_attention
 from .tasks.base import METRICS, PromptSet, calibration_bias, check_disjoint, question_values
+from .errors import HeadspexError
 
 
 CPU_MEMORY_BUDGET_MB = 32.0
 ACCELERATOR_MEMORY_BUDGET_MB = 2048.0
 
 
-class GameError(ValueError):
+class GameError(HeadspexError):
     """Bad input to an AblationGame (masks, metric, cache from another game…)."""
 
 

@@ -23,13 +23,14 @@ from typing import Any
 import torch
 
 from .io import packaged_data_file
+from .errors import HeadspexError
 
 SMOLLM2_ALIASES = ("smollm2-135m", "smollm2", "smollm2-135m-instruct")
 SMOLLM2_HUB_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
 TINY_ARCHITECTURES = ("tiny-gpt2", "tiny-llama")
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(HeadspexError):
     """A model could not be loaded; the message says why and what to do instead."""
 
 
@@ -205,7 +206,7 @@ def load_model(
 
 
 def _bad_dtype(dtype: str) -> torch.dtype:
-    raise ValueError(f"Unknown dtype '{dtype}'; use float32, bfloat16 or float16.")
+    raise ModelLoadError(f"Unknown dtype '{dtype}'; use float32, bfloat16 or float16.")
 
 
 def _gguf_architecture_name(path: Path) -> str:
@@ -299,7 +300,7 @@ def tiny_hf_model(
         )
         hf_model = LlamaForCausalLM(config)
     else:
-        raise ValueError(f"Unknown tiny architecture '{architecture}'; use 'gpt2' or 'llama'.")
+        raise ModelLoadError(f"Unknown tiny architecture '{architecture}'; use 'gpt2' or 'llama'.")
     # The default init (std 0.02) gives near-uniform attention and tiny logit differences;
     # a larger scale gives tests non-trivial attention patterns and head effects.
     with torch.no_grad():

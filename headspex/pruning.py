@@ -43,13 +43,15 @@ import torch
 
 from .ablation import ReferenceActivations, ablate, encode_prompts, left_padded_ids
 from .components import Head, Players, parse_component
+from .errors import HeadspexError
+from .hooks import hook_name
 
 ValueFunction = Callable[[np.ndarray], np.ndarray]  # bool[m, n] -> float[m]
 PRUNING_MODES = ("zero", "zero_rescaled", "mean")
 SPEC_FORMAT = "headspex.pruning.Pruning/1"
 
 
-class PruningError(ValueError):
+class PruningError(HeadspexError):
     """Bad input to the pruning module (k out of range, unknown mode, mismatched model...)."""
 
 
@@ -589,7 +591,7 @@ def mask_gradient_importance(
                 return z * row_gates[:, None, :, None]
             return hook
 
-        hooks = [(f"blocks.{layer}.attn.hook_z", gate_hook(slot)) for slot, layer in enumerate(layers)]
+        hooks = [(hook_name(layer, "z"), gate_hook(slot)) for slot, layer in enumerate(layers)]
         correct = prompt_set.correct_index[start:stop]
         with torch.enable_grad(), model.hooks(fwd_hooks=hooks):
             if prompt_set.is_cloze:
@@ -695,7 +697,7 @@ class Pruning:
             means = {}
             for name in heads:
                 head = parse_component(name)
-                hook = f"blocks.{head.layer}.attn.hook_z"
+                hook = hook_name(head.layer, "z")
                 if hook not in reference.means:
                     raise PruningError(f"The reference activations have no data for {hook} (head {name})")
                 means[name] = reference.means[hook][head.head].detach().cpu().double().tolist()
@@ -735,7 +737,7 @@ class Pruning:
         means: dict[str, torch.Tensor] = {}
         for name in self.heads:
             head = parse_component(name)
-            hook = f"blocks.{head.layer}.attn.hook_z"
+            hook = hook_name(head.layer, "z")
             # Unpruned heads' rows stay zero: they are never read (their keep factor is 1).
             table = means.setdefault(hook, torch.zeros(n_heads, d_head, device=device))
             vector = torch.tensor(self.means[name], dtype=torch.float32, device=device)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .errors import ReportError
+
 FORMATS: tuple[str, ...] = ("markdown", "html")
 
 
@@ -224,11 +226,11 @@ def write_report(run_dir: str | Path, fmt: str = "markdown", output: str | Path 
     from .structure import load_structure, run_structure, save_structure
 
     if fmt not in FORMATS:
-        raise ValueError(f"report format must be one of {FORMATS}; got '{fmt}'")
+        raise ReportError(f"report format must be one of {FORMATS}; got '{fmt}'")
     run_dir = Path(run_dir)
     run = AttributionRun.load(run_dir)
     if not run.units:
-        raise ValueError(f"{run_dir} has no finished unit yet: nothing to report")
+        raise ReportError(f"{run_dir} has no finished unit yet: nothing to report")
     if structure is None:
         structure_path = run_dir / "structure.json"
         if structure_path.exists():

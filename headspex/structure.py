@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import ReportError
 from .engine import EngineResult, Interactions, all_masks, basis_matrix, r2_score
 from .engine.interactions import subsets_up_to_order
 
@@ -44,7 +45,7 @@ def energy_split(interactions: Interactions, player_layers: Sequence[int]) -> di
         when total is 0), and ``by_order`` ``{order: energy}``.
     """
     if len(player_layers) != interactions.n_players:
-        raise ValueError(
+        raise ReportError(
             f"player_layers has {len(player_layers)} entries but the interactions have {interactions.n_players} players"
         )
     four = interactions.to_fourier()
@@ -311,7 +312,7 @@ def load_structure(path: str | Path) -> dict[str, Any]:
     """Read what :func:`save_structure` wrote (null read back as NaN for the share fields)."""
     data = json.loads(Path(path).read_text())
     if data.get("format") != STRUCTURE_FORMAT:
-        raise ValueError(f"{path} is not a headspex structure file (format {data.get('format')!r})")
+        raise ReportError(f"{path} is not a headspex structure file (format {data.get('format')!r})")
     for row in data.get("per_layer", []):
         for key, value in list(row.items()):
             if value is None:

@@ -36,6 +36,7 @@ from .interactions import (
 from .result import EngineResult, r2_score
 from .sampling import NEAR_FULL_KEEP, CachedEvaluator, check_values, sample_masks
 from .trees import lightgbm_to_fourier
+from ..errors import EngineError
 
 ValueFunction = Callable[[np.ndarray], np.ndarray]
 
@@ -61,9 +62,9 @@ class Estimator:
         near_full_keep: float = NEAR_FULL_KEEP,
     ) -> None:
         if max_order < 1:
-            raise ValueError(f"max_order must be >= 1, got {max_order}")
+            raise EngineError(f"max_order must be >= 1, got {max_order}")
         if not 0.0 <= near_full_fraction < 1.0:
-            raise ValueError(f"near_full_fraction must be in [0, 1), got {near_full_fraction}")
+            raise EngineError(f"near_full_fraction must be in [0, 1), got {near_full_fraction}")
         self.max_order = int(max_order)
         self.seed = seed
         self.near_full_fraction = float(near_full_fraction)
@@ -81,7 +82,7 @@ class Estimator:
     def _check_budget(self, n_players: int, budget: int) -> None:
         need = self.min_samples(n_players)
         if budget < need:
-            raise ValueError(
+            raise EngineError(
                 f"{type(self).__name__}(max_order={self.max_order}) needs at least {need} samples "
                 f"for n_players={n_players}, got a budget of {budget}"
             )
@@ -128,13 +129,13 @@ class Estimator:
             :class:`EngineResult` with ``faithfulness = {"uniform": R², "near_full": R²}``.
         """
         if n_players < 1:
-            raise ValueError(f"n_players must be >= 1, got {n_players}")
+            raise EngineError(f"n_players must be >= 1, got {n_players}")
         if budget is None:
-            raise ValueError(f"{type(self).__name__}.fit needs a budget (number of fit evaluations)")
+            raise EngineError(f"{type(self).__name__}.fit needs a budget (number of fit evaluations)")
         budget = int(budget)
         self._check_budget(n_players, budget)
         if n_test < 0:
-            raise ValueError(f"n_test must be >= 0, got {n_test}")
+            raise EngineError(f"n_test must be >= 0, got {n_test}")
         rng = np.random.default_rng(self.seed)
         masks = self.design(n_players, budget, rng)
         evaluator = CachedEvaluator(value_fn, n_players, batch_size=batch_size, progress=progress)
@@ -177,7 +178,7 @@ class Estimator:
         else:
             tm = check_masks(test_masks, masks.shape[1])
             if test_values is None:
-                raise ValueError("test_masks given without test_values")
+                raise EngineError("test_masks given without test_values")
             tv = check_values(test_values, tm.shape[0], "test_values")
         return self._finish(
             masks, values, player_names, tm, tv, np.asarray(["test"] * len(tm), dtype=str),
@@ -198,7 +199,7 @@ class Estimator:
     ) -> EngineResult:
         n_players = masks.shape[1]
         if player_names is not None and len(player_names) != n_players:
-            raise ValueError(f"player_names has {len(player_names)} entries but n_players={n_players}")
+            raise EngineError(f"player_names has {len(player_names)} entries but n_players={n_players}")
         start = time.perf_counter()
         terms, diagnostics = self._fit_core(masks, values, rng)
         fit_seconds = time.perf_counter() - start
@@ -263,7 +264,7 @@ def _cholesky_factor(design: np.ndarray) -> np.ndarray:
             return cholesky(gram + jitter * np.eye(len(gram)), lower=False, check_finite=False)
         except LinAlgError:
             jitter *= 100.0
-    raise ValueError("design matrix is numerically singular")
+    raise EngineError("design matrix is numerically singular")
 
 
 # =========================================================================== ProxySPEX
@@ -321,12 +322,12 @@ class ProxySPEX(Estimator):
     ) -> None:
         super().__init__(max_order, seed, near_full_fraction, near_full_keep)
         if support_rule not in ("min", "one_se"):
-            raise ValueError(f"support_rule must be 'min' or 'one_se', got {support_rule!r}")
+            raise EngineError(f"support_rule must be 'min' or 'one_se', got {support_rule!r}")
         self.support_rule = support_rule
         if selection not in ("cv", "energy"):
-            raise ValueError(f"selection must be 'cv' or 'energy', got {selection!r}")
+            raise EngineError(f"selection must be 'cv' or 'energy', got {selection!r}")
         if cv_folds < 2:
-            raise ValueError(f"cv_folds must be >= 2, got {cv_folds}")
+            raise EngineError(f"cv_folds must be >= 2, got {cv_folds}")
         self.selection = selection
         self.cv_folds = int(cv_folds)
         self.max_candidates = int(max_candidates)
@@ -339,11 +340,11 @@ class ProxySPEX(Estimator):
         self.n_jobs = int(n_jobs)
         self.blas_threads = int(blas_threads)
         if refit not in ("ols", "ridge"):
-            raise ValueError(f"refit must be 'ols' or 'ridge', got {refit!r}")
+            raise EngineError(f"refit must be 'ols' or 'ridge', got {refit!r}")
         self.refit = refit
         self.bases = [_check_basis(b) for b in bases]
         if not self.bases:
-            raise ValueError("bases must name at least one of 'fourier', 'mobius'")
+            raise EngineError("bases must name at least one of 'fourier', 'mobius'")
 
     def min_samples(self, n_players: int) -> int:
         # Early stopping needs a validation split and the CV needs a few rows per fold.
@@ -723,7 +724,7 @@ class Exhaustive(Estimator):
 
     def min_samples(self, n_players: int) -> int:
         if n_players > MAX_EXACT_PLAYERS:
-            raise ValueError(f"Exhaustive supports n_players <= {MAX_EXACT_PLAYERS}, got {n_players}")
+            raise EngineError(f"Exhaustive supports n_players <= {MAX_EXACT_PLAYERS}, got {n_players}")
         return 2**n_players
 
     def fit(
@@ -749,7 +750,7 @@ class Exhaustive(Estimator):
         m, n = masks.shape
         index = masks.astype(np.int64) @ (1 << np.arange(n, dtype=np.int64))
         if m != 2**n or len(np.unique(index)) != m:
-            raise ValueError(f"Exhaustive needs each of the 2^{n} = {2**n} masks exactly once, got {m} rows")
+            raise EngineError(f"Exhaustive needs each of the 2^{n} = {2**n} masks exactly once, got {m} rows")
         dense_values = np.empty(m)
         dense_values[index] = values
         dense = fourier_transform_dense(dense_values, n)

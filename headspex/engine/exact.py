@@ -14,6 +14,7 @@ import numpy as np
 
 from .interactions import Basis, Interactions, _check_basis
 from .sampling import evaluate_masks, popcount
+from ..errors import EngineError
 
 #: Above this, enumerating all masks is refused (2^22 rows x n bools is already ~90 MB).
 MAX_EXACT_PLAYERS = 22
@@ -22,7 +23,7 @@ MAX_EXACT_PLAYERS = 22
 def all_masks(n_players: int) -> np.ndarray:
     """All 2^n masks, bool[2^n, n]; row ``r`` keeps player ``i`` iff bit ``i`` of ``r`` is 1."""
     if n_players < 0 or n_players > MAX_EXACT_PLAYERS:
-        raise ValueError(f"all_masks supports 0 <= n_players <= {MAX_EXACT_PLAYERS}, got {n_players}")
+        raise EngineError(f"all_masks supports 0 <= n_players <= {MAX_EXACT_PLAYERS}, got {n_players}")
     rows = np.arange(2**n_players, dtype=np.int64)
     return ((rows[:, None] >> np.arange(n_players, dtype=np.int64)[None, :]) & 1).astype(bool)
 
@@ -82,7 +83,7 @@ def inverse_mobius_dense(coefficients: np.ndarray, n_players: int) -> np.ndarray
 
 def _check_length(values: np.ndarray, n_players: int) -> None:
     if np.shape(values) != (2**n_players,):
-        raise ValueError(
+        raise EngineError(
             f"expected values over all 2^{n_players} = {2**n_players} masks, got shape {np.shape(values)}"
         )
 
@@ -137,6 +138,6 @@ def exact_interactions(
         values = np.asarray(value_fn, dtype=np.float64)
         _check_length(values, n_players)
         if not np.all(np.isfinite(values)):
-            raise ValueError("values contain NaN or inf")
+            raise EngineError("values contain NaN or inf")
     dense = fourier_transform_dense(values, n_players) if basis == "fourier" else mobius_transform_dense(values, n_players)
     return dense_to_interactions(dense, n_players, basis, player_names, tol=tol, max_order=max_order)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from ..errors import EngineError
 
 Basis = Literal["fourier", "mobius"]
 Subset = tuple[int, ...]
@@ -43,7 +44,7 @@ def _check_basis(basis: str) -> Basis:
         return "fourier"
     if b in ("mobius", "moebius", "möbius", "and"):
         return "mobius"
-    raise ValueError(f"unknown basis {basis!r}; expected 'fourier' or 'mobius'")
+    raise EngineError(f"unknown basis {basis!r}; expected 'fourier' or 'mobius'")
 
 
 def check_masks(masks: Any, n_players: int | None = None) -> np.ndarray:
@@ -54,14 +55,14 @@ def check_masks(masks: Any, n_players: int | None = None) -> np.ndarray:
     """
     arr = np.asarray(masks)
     if arr.dtype != np.bool_:
-        raise ValueError(
+        raise EngineError(
             f"masks must be a boolean array (True = player kept), got dtype {arr.dtype}; "
             "convert with masks.astype(bool) if it holds 0/1 values"
         )
     if arr.ndim != 2:
-        raise ValueError(f"masks must be 2-D [n_masks, n_players], got shape {arr.shape}")
+        raise EngineError(f"masks must be 2-D [n_masks, n_players], got shape {arr.shape}")
     if n_players is not None and arr.shape[1] != n_players:
-        raise ValueError(
+        raise EngineError(
             f"masks have {arr.shape[1]} columns but the game has n_players={n_players}"
         )
     return arr
@@ -153,7 +154,7 @@ class Interactions:
         if player_names is None:
             player_names = [f"p{i}" for i in range(self.n_players)]
         if len(player_names) != self.n_players:
-            raise ValueError(
+            raise EngineError(
                 f"player_names has {len(player_names)} entries but n_players={self.n_players}"
             )
         self.player_names: list[str] = [str(p) for p in player_names]
@@ -162,9 +163,9 @@ class Interactions:
         for subset, coef in items:
             key = tuple(sorted(int(i) for i in subset))
             if len(set(key)) != len(key):
-                raise ValueError(f"subset {subset} repeats a player")
+                raise EngineError(f"subset {subset} repeats a player")
             if key and (key[0] < 0 or key[-1] >= self.n_players):
-                raise ValueError(f"subset {subset} has a player outside 0..{self.n_players - 1}")
+                raise EngineError(f"subset {subset} has a player outside 0..{self.n_players - 1}")
             merged[key] += float(coef)
         # Canonical order: by order, then lexicographic; makes JSON and comparisons stable.
         keys = sorted(merged, key=lambda k: (len(k), k))

@@ -12,6 +12,7 @@ import numpy as np
 
 from .interactions import Interactions, check_masks
 from .sampling import check_values, evaluate_masks, sample_masks
+from ..errors import EngineError
 
 
 def r2_score(values: np.ndarray, predictions: np.ndarray) -> float:
@@ -52,7 +53,7 @@ def faithfulness(
     else:
         n_players = getattr(interactions, "n_players", None)
         if n_players is None:
-            raise ValueError("pass (masks, values) when interactions has no n_players")
+            raise EngineError("pass (masks, values) when interactions has no n_players")
         masks = sample_masks(n_players, n_masks, seed, keep_probability=keep_probability)
         values = evaluate_masks(data, masks, batch_size=batch_size)
     return r2_score(values, interactions(masks))

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .interactions import check_masks
+from ..errors import EngineError
 
 ValueFunction = Callable[[np.ndarray], np.ndarray]
 
@@ -41,9 +42,9 @@ def sample_masks(
         bool[m', n] with m' <= n_masks (m' == n_masks unless the space ran out).
     """
     if not 0.0 < keep_probability < 1.0:
-        raise ValueError(f"keep_probability must be in (0, 1), got {keep_probability}")
+        raise EngineError(f"keep_probability must be in (0, 1), got {keep_probability}")
     if n_masks < 0:
-        raise ValueError(f"n_masks must be >= 0, got {n_masks}")
+        raise EngineError(f"n_masks must be >= 0, got {n_masks}")
     rng = np.random.default_rng(rng)
     if not distinct:
         return rng.random((n_masks, n_players)) < keep_probability
@@ -107,17 +108,17 @@ def check_values(values: np.ndarray, n_masks: int, what: str = "value function")
     """Validate values for ``n_masks`` masks: float, shape (m,), finite."""
     arr = np.asarray(values)
     if arr.shape != (n_masks,):
-        raise ValueError(
+        raise EngineError(
             f"{what} returned shape {arr.shape} for {n_masks} masks; expected ({n_masks},), one float per mask"
         )
     try:
         arr = arr.astype(np.float64)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{what} returned non-numeric values (dtype {arr.dtype})") from err
+        raise EngineError(f"{what} returned non-numeric values (dtype {arr.dtype})") from err
     bad = ~np.isfinite(arr)
     if bad.any():
         first = int(np.argmax(bad))
-        raise ValueError(
+        raise EngineError(
             f"{what} returned {int(bad.sum())} NaN/inf value(s) (first at row {first}: {arr[first]})"
         )
     return arr
@@ -144,7 +145,7 @@ def evaluate_masks(
     """
     masks = check_masks(masks)
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise EngineError(f"batch_size must be >= 1, got {batch_size}")
     m = masks.shape[0]
     out = np.empty(m, dtype=np.float64)
     bar = None

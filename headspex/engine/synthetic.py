@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .interactions import Interactions, Subset, check_masks
+from ..errors import EngineError
 
 
 @dataclass
@@ -61,7 +62,7 @@ class PlantedGame:
             for subset, coef in self.terms:
                 total += coef * np.any(x[:, list(subset)], axis=1)
             return total
-        raise ValueError(f"unknown family {self.family!r}")
+        raise EngineError(f"unknown family {self.family!r}")
 
     def __call__(self, masks: np.ndarray) -> np.ndarray:
         values = self.noiseless(masks)
@@ -110,7 +111,7 @@ def planted_game(
             size = int(rng.integers(2, max(max_order, 2) + 1))
             terms[_random_subset(rng, n_players, size)] = abs(_coefficient(rng))
     else:
-        raise ValueError(f"unknown family {family!r}")
+        raise EngineError(f"unknown family {family!r}")
     term_list = list(terms.items())
     truth: Interactions | None = None
     basis = "mobius"

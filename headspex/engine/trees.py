@@ -14,6 +14,7 @@ from collections import defaultdict
 from typing import Any
 
 from .interactions import Subset
+from ..errors import EngineError
 
 FourierDict = dict[Subset, float]
 
@@ -30,7 +31,7 @@ def _goes_left(value: float, node: dict[str, Any]) -> bool:
     if decision == "==":  # categorical split: threshold is "a||b||c"
         categories = {int(c) for c in str(threshold).split("||")}
         return int(value) in categories
-    raise ValueError(f"unsupported LightGBM decision_type {decision!r}")
+    raise EngineError(f"unsupported LightGBM decision_type {decision!r}")
 
 
 def _add_feature(subset: Subset, feature: int) -> Subset:

@@ -32,11 +32,12 @@ from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
+from ..errors import HeadspexError
 
 METRICS: tuple[str, ...] = ("logprob", "margin", "accuracy", "calibrated_accuracy")
 
 
-class TaskError(ValueError):
+class TaskError(HeadspexError):
     """Base class of the clear, user-facing errors raised by headspex tasks."""
 
 
