@@ -9,7 +9,7 @@ an enum member is, compares equal to it and is written to JSON as the plain stri
 from __future__ import annotations
 
 from enum import Enum
-from typing import TypeVar
+from typing import Callable, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -22,6 +22,8 @@ Mask = npt.NDArray[np.bool_]
 Values = npt.NDArray[np.float64]
 #: A set of players as sorted player indices, ``()`` = the constant term.
 Subset = tuple[int, ...]
+#: Anything that maps masks ``bool[m, n]`` to values ``float[m]`` (a game, a planted function).
+ValueFunction = Callable[[np.ndarray], np.ndarray]
 
 
 class StrEnum(str, Enum):
