@@ -69,6 +69,10 @@ def wrap_model(hf_model: Any, tokenizer: Any, name: str) -> Any:
 
     _quiet_transformers()
     hf_model.eval()
+    if not getattr(hf_model.config, "architectures", None):
+        # A model built from a config in code, or read from a GGUF file, has no
+        # ``architectures``; the bridge picks its adapter from that list.
+        hf_model.config.architectures = [type(hf_model).__name__]
     if tokenizer is not None:
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:
