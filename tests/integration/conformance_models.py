@@ -20,7 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
 import torch
 
 N_LAYERS = 3
@@ -156,8 +155,3 @@ def family_models(family: str) -> FamilyModels:
         bridge = wrap_model(copy.deepcopy(plain), tokenizer, f"tiny-{family}")
         _BUILT[family] = FamilyModels(family, plain, bridge, tokenizer, MODULES[family])
     return _BUILT[family]
-
-
-@pytest.fixture(params=FAMILIES)
-def family(request: Any) -> FamilyModels:
-    return family_models(request.param)
