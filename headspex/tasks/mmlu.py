@@ -92,7 +92,7 @@ import torch
 from torch import Tensor
 
 from headspex.io import packaged_data_file
-from headspex.tasks.base import PromptSet, TaskError, check_disjoint, question_fingerprint
+from headspex.tasks.base import PromptSet, TaskError, check_disjoint, prompt_token_ids, question_fingerprint
 
 LETTERS: tuple[str, ...] = ("A", "B", "C", "D")
 HEADER_TEMPLATE = "The following are multiple choice questions (with answers) about {subject}.\n\n"
@@ -830,8 +830,7 @@ def _model_device(model: Any) -> torch.device:
 def _continuation_ids(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
     # As lm-eval: tokenize the whole string and take the part after the context's tokens,
     # so the continuation is tokenized as the model would see it in running text.
-    context_ids = list(tokenizer(context)["input_ids"])
-    whole = list(tokenizer(context + continuation)["input_ids"])
+    context_ids, whole = prompt_token_ids(tokenizer, [context, context + continuation])
     if whole[: len(context_ids)] == context_ids and len(whole) > len(context_ids):
         return context_ids, whole[len(context_ids):]
     return context_ids, _encode(tokenizer, continuation)
