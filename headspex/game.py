@@ -67,14 +67,41 @@ class _StopAfterCapture(Exception):
 
 @dataclass
 class _QuestionChunk:
-    """Sequences that share one padded length, with the inputs of the first run block.
+    """Sequences that share one padded length, with the inputs of every block the game runs.
 
     A sequence is a question (letter tasks) or a (question, choice) pair (cloze tasks).
+    Each block gets the inputs the model itself gave it: layers of different types
+    (Gemma's sliding and global layers) get different rotary embeddings and attention
+    masks, so one block's inputs must never be reused for another's. Layers whose inputs
+    are equal share one object.
     """
 
     unit_index: torch.Tensor  # long[qc] positions in the game's sequence list
-    block_args: tuple[Any, ...]  # positional args of block L; args[0] = hidden [qc, pos, d]
-    block_kwargs: dict[str, Any]  # keyword args of block L (attention mask, rotary, ...)
+    hidden: torch.Tensor  # [qc, pos, d] residual stream entering block L
+    layer_inputs: tuple[tuple[tuple[Any, ...], dict[str, Any]], ...]  # per block L, L+1, ...: (args after hidden, kwargs)
+
+    @property
+    def block_args(self) -> tuple[Any, ...]:
+        """Positional args of block L; ``args[0]`` is the hidden state."""
+        return (self.hidden, *self.layer_inputs[0][0])
+
+    @property
+    def block_kwargs(self) -> dict[str, Any]:
+        """Keyword args of block L (attention mask, rotary embeddings, ...)."""
+        return self.layer_inputs[0][1]
+
+    def map_rows(self, fn: Any, unit_index: torch.Tensor | None = None) -> "_QuestionChunk":
+        """A chunk whose per-sequence tensors are ``fn(tensor)`` (shared inputs stay shared)."""
+        done: dict[int, Any] = {}
+
+        def mapped(value: Any) -> Any:
+            if id(value) not in done:
+                done[id(value)] = _map_per_question(value, self.size, fn)
+            return done[id(value)]
+
+        inputs = tuple(mapped(layer) for layer in self.layer_inputs)
+        index = self.unit_index if unit_index is None else unit_index
+        return _QuestionChunk(index, _map_per_question(self.hidden, self.size, fn), inputs)
 
     @property
     def size(self) -> int:
@@ -82,7 +109,7 @@ class _QuestionChunk:
 
     @property
     def positions(self) -> int:
-        return int(self.block_args[0].shape[1])
+        return int(self.hidden.shape[1])
 
 
 def _map_per_question(value: Any, n_questions: int, fn: Any) -> Any:
@@ -104,9 +131,19 @@ def _repeat_rows(value: Any, n_questions: int, n_masks: int) -> Any:
     return _map_per_question(value, n_questions, lambda t: t.repeat(n_masks, *([1] * (t.dim() - 1))))
 
 
-def _first_row(value: Any, n_questions: int) -> Any:
-    """The first question's slice of every per-question tensor in ``value``."""
-    return _map_per_question(value, n_questions, lambda t: t[:1])
+def _same_inputs(first: Any, second: Any) -> bool:
+    """Whether two captured block inputs are equal (same objects, or tensors of equal values)."""
+    if first is second:
+        return True
+    if isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor):
+        return first.shape == second.shape and first.dtype == second.dtype and bool(torch.equal(first, second))
+    if isinstance(first, (tuple, list)) and isinstance(second, (tuple, list)):
+        return len(first) == len(second) and all(_same_inputs(a, b) for a, b in zip(first, second))
+    if isinstance(first, dict) and isinstance(second, dict):
+        return first.keys() == second.keys() and all(_same_inputs(first[k], second[k]) for k in first)
+    if isinstance(first, torch.Tensor) or isinstance(second, torch.Tensor):
+        return False
+    return type(first) is type(second) and first == second
 
 
 def _strip_caches(value: Any) -> Any:
@@ -234,6 +271,8 @@ class AblationGame:
         computed_layers = range(self.first_layer, model.cfg.n_layers)
         self.fused_layers = fusable_layers(self.run_model, computed_layers) if fused_attention else []
         self._fused_checked = not self.fused_layers
+        # Gemma-2's final soft-cap: the bridge applies it to its logits, so the game does too.
+        self._logit_soft_cap = float(getattr(model.cfg, "output_logits_soft_cap", 0.0) or 0.0)
         self._unembed_weight, self._unembed_bias = _unembedding(self.run_model)
         self._chunks: list[_QuestionChunk] | None = None
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
@@ -355,8 +394,8 @@ class AblationGame:
             chunk_ids, chunk_mask = ids[index], attention[index]
             width = int(chunk_mask.sum(dim=1).max())
             chunk_ids, chunk_mask = chunk_ids[:, -width:], chunk_mask[:, -width:]  # drop shared left pad
-            args, kwargs = self._capture_block_inputs(chunk_ids, chunk_mask, self.first_layer)
-            chunks.append(_QuestionChunk(index, args, kwargs))
+            hidden, layer_inputs = self._capture_block_inputs(chunk_ids, chunk_mask, self.first_layer)
+            chunks.append(_QuestionChunk(index, hidden, layer_inputs))
             start += size
         return chunks
 
@@ -373,28 +412,44 @@ class AblationGame:
 
     def _capture_block_inputs(
         self, ids: torch.Tensor, attention: torch.Tensor, layer: int
-    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        captured: dict[str, Any] = {}
+    ) -> tuple[torch.Tensor, tuple[tuple[tuple[Any, ...], dict[str, Any]], ...]]:
+        """Block ``layer``'s hidden input and the other inputs of every block from ``layer`` on.
+
+        Returns ``(hidden [b, pos, d], ((args after hidden, kwargs) per block layer, layer+1, ...))``.
+        """
+        blocks = range(layer, self.model.cfg.n_layers)
+        captured: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
 
         def grab(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            captured["args"] = tuple(_strip_caches(a) for a in args)
-            captured["kwargs"] = {k: _strip_caches(v) for k, v in kwargs.items()}
-            raise _StopAfterCapture
+            kwargs = {k: _strip_caches(v) for k, v in kwargs.items()}
+            if not args:  # hidden states passed by keyword
+                args = (kwargs.pop("hidden_states"),)
+            captured.append((tuple(_strip_caches(a) for a in args), kwargs))
+            if len(captured) == len(blocks):
+                raise _StopAfterCapture
 
-        handle = self.model.blocks[layer].register_forward_pre_hook(grab, with_kwargs=True)
+        handles = [self.model.blocks[i].register_forward_pre_hook(grab, with_kwargs=True) for i in blocks]
         try:
             self.model(ids, attention_mask=attention, use_cache=False)
         except _StopAfterCapture:
             pass
         finally:
-            handle.remove()
-        if "args" not in captured:
-            raise GameError(f"Block {layer} was never called; unsupported model structure.")
-        args, kwargs = captured["args"], captured["kwargs"]
-        if not args:  # hidden states passed by keyword
-            args = (kwargs.pop("hidden_states"),)
+            for handle in handles:
+                handle.remove()
+        if len(captured) != len(blocks):
+            raise GameError(f"Blocks {layer}..{blocks[-1]} were not each called once; unsupported model structure.")
         run_dtype = _model_dtype(self.run_model)
-        return _prepare_block_inputs(args, run_dtype), _prepare_block_inputs(kwargs, run_dtype)
+        hidden = _prepare_block_inputs(captured[0][0][0], run_dtype)
+        unique: list[tuple[Any, Any]] = []  # (raw inputs, prepared inputs) of distinct input sets
+        layer_inputs = []
+        for args, kwargs in captured:
+            raw = (args[1:], kwargs)
+            match = next((prepared for seen, prepared in unique if _same_inputs(seen, raw)), None)
+            if match is None:  # equal input sets share one prepared object (and its per-batch repeats)
+                match = (_prepare_block_inputs(args[1:], run_dtype), _prepare_block_inputs(kwargs, run_dtype))
+                unique.append((raw, match))
+            layer_inputs.append(match)
+        return hidden, tuple(layer_inputs)
 
     @torch.inference_mode()
     def _evaluate(self, masks: np.ndarray) -> np.ndarray:
@@ -426,12 +481,13 @@ class AblationGame:
         row_masks = torch.from_numpy(np.repeat(masks, qc, axis=0))
         sources = self._resample_sources(masks, chunk) if self.mode == "resample" else None
         self.ablator.set_mask(row_masks, resample_sources=sources)
-        args = _repeat_rows(chunk.block_args, qc, n_masks)
-        kwargs = _repeat_rows(chunk.block_kwargs, qc, n_masks)
-        hidden = args[0]
-        rest = args[1:]
+        hidden = _repeat_rows(chunk.hidden, qc, n_masks)
+        repeated: dict[int, Any] = {}  # layers with equal inputs share one repeat
         model = self.run_model
-        for layer in range(self.first_layer, model.cfg.n_layers):
+        for layer, inputs in zip(range(self.first_layer, model.cfg.n_layers), chunk.layer_inputs):
+            if id(inputs) not in repeated:
+                repeated[id(inputs)] = _repeat_rows(inputs, qc, n_masks)
+            rest, kwargs = repeated[id(inputs)]
             out = model.blocks[layer](hidden, *rest, **kwargs)
             hidden = out[0] if isinstance(out, tuple) else out
         rows_unit = chunk.unit_index.repeat(n_masks)
@@ -443,7 +499,12 @@ class AblationGame:
         logits = torch.einsum("rd,rcd->rc", last.to(weight.dtype), weight)
         if self._unembed_bias is not None:
             logits = logits + self._unembed_bias[candidates]
-        return logits
+        return self._soft_capped(logits)
+
+    def _soft_capped(self, logits: torch.Tensor) -> torch.Tensor:
+        if self._logit_soft_cap <= 0:
+            return logits
+        return self._logit_soft_cap * torch.tanh(logits / self._logit_soft_cap)
 
     def _cloze_scores(self, hidden: torch.Tensor, rows_unit: torch.Tensor) -> torch.Tensor:
         """Mean log-prob (nats per token) of each row's answer tokens: ``[rows, pos, d] -> [rows, 1]``.
@@ -463,7 +524,7 @@ class AblationGame:
             logits = normed[rows] @ self._unembed_weight.T.to(normed.dtype)  # [s, span, vocab]
             if self._unembed_bias is not None:
                 logits = logits + self._unembed_bias.to(logits.dtype)
-            log_probs = torch.log_softmax(logits.float(), dim=-1)
+            log_probs = torch.log_softmax(self._soft_capped(logits.float()), dim=-1)
             token = log_probs.gather(-1, targets[rows].clamp(min=0).unsqueeze(-1)).squeeze(-1).cpu()
             scores[rows] = (token * valid[rows]).sum(-1) / valid[rows].sum(-1)
         return scores[:, None]
@@ -472,13 +533,18 @@ class AblationGame:
     def _check_fused_attention(self, chunk: _QuestionChunk) -> None:
         """Compare fused and bridge attention on one question, unablated; keep the bridge's if they differ."""
         self._fused_checked = True
-        chunk = _QuestionChunk(
-            chunk.unit_index[:1], _first_row(chunk.block_args, chunk.size), _first_row(chunk.block_kwargs, chunk.size)
-        )
+        chunk = chunk.map_rows(lambda t: t[:1], chunk.unit_index[:1])
         keep_all = np.ones((1, self.n_players), dtype=bool)
-        with use_fused_attention(self.run_model, self.fused_layers):
-            fused = self._run_rows(chunk, keep_all).float()
         bridge = self._run_rows(chunk, keep_all).float()
+        try:
+            with use_fused_attention(self.run_model, self.fused_layers):
+                fused = self._run_rows(chunk, keep_all).float()
+        except (RuntimeError, ValueError, TypeError, NotImplementedError) as err:
+            # A kernel that cannot express this attention (e.g. soft-capping) refuses loudly.
+            warnings.warn(f"Fused attention cannot run this model ({type(err).__name__}: "
+                          f"{str(err).splitlines()[0][:200]}); the game uses the bridge's attention.", stacklevel=3)
+            self.fused_layers = []
+            return
         # The kernels sum in another order. Measured on SmolLM2 (logits ~18): fp32 agrees to 1e-5;
         # bf16 to 0.25, i.e. 2 bf16 steps at that size, hence a tolerance relative to the logits.
         # Miswiring (a missed hook, a wrong mask) moves logits by whole units.
