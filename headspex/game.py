@@ -49,6 +49,7 @@ from .ablation import Ablator, ReferenceActivations, encode_prompts, left_padded
 from .cache import MaskStore, mask_key
 from .components import ComponentLike, Players
 from .fused_attention import fusable_layers, use_fused_attention
+from .game_check import verify_game
 from .tasks.base import METRICS, PromptSet, calibration_bias, check_disjoint, question_values
 from .errors import HeadspexError
 
@@ -271,6 +272,7 @@ class AblationGame:
         computed_layers = range(self.first_layer, model.cfg.n_layers)
         self.fused_layers = fusable_layers(self.run_model, computed_layers) if fused_attention else []
         self._fused_checked = not self.fused_layers
+        self._verified = False
         # Gemma-2's final soft-cap: the bridge applies it to its logits, so the game does too.
         self._logit_soft_cap = float(getattr(model.cfg, "output_logits_soft_cap", 0.0) or 0.0)
         self._unembed_weight, self._unembed_bias = _unembedding(self.run_model)
@@ -377,6 +379,9 @@ class AblationGame:
             self._chunks = self._prepare_chunks()
         if not self._fused_checked:
             self._check_fused_attention(self._chunks[0])
+        if not self._verified:
+            verify_game(self, self._chunks[0])  # raises GameError rather than return wrong values
+            self._verified = True
         return self._chunks
 
     @torch.inference_mode()
