@@ -28,7 +28,7 @@ import torch
 from conformance_models import BOS_FAMILIES, D_HEAD, FAMILIES, N_HEADS, FamilyModels, family_models, resolve
 from headspex.ablation import ablate, encode_prompts
 from headspex.components import Head, LayerPart, Neuron, Players, parse_component
-from headspex.game import AblationGame
+from headspex.game import AblationGame, GameError
 from headspex.tasks import MMLUTask
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "mmlu" / "cais_jsonl"
@@ -219,3 +219,55 @@ def test_game_equals_naive_loop(name: str, scoring: str) -> None:
         got = game.candidate_logits(masks)
         difference = np.abs(got - naive_values(game, masks)).max()
         assert difference <= TOL, (name, scoring, mode, upstream, fused, difference)
+
+
+# ----------------------------------------------------------------------------- refusals
+
+
+def _reuse_first_block_inputs(capture: Any) -> Any:
+    """A broken capture: every block gets the first block's rotary embeddings and mask (the old bug)."""
+
+    def broken(self: AblationGame, ids: torch.Tensor, attention: torch.Tensor, layer: int) -> Any:
+        hidden, layer_inputs = capture(self, ids, attention, layer)
+        return hidden, tuple(layer_inputs[0] for _ in layer_inputs)
+
+    return broken
+
+
+def _shifted_hidden(capture: Any) -> Any:
+    """A broken capture: the residual stream entering block L is off by a constant."""
+
+    def broken(self: AblationGame, ids: torch.Tensor, attention: torch.Tensor, layer: int) -> Any:
+        hidden, layer_inputs = capture(self, ids, attention, layer)
+        return hidden + 0.5, layer_inputs
+
+    return broken
+
+
+@pytest.mark.parametrize("name, breakage", [("gemma3", _reuse_first_block_inputs), ("llama", _shifted_hidden)])
+def test_self_check_refuses_a_broken_block_capture(name: str, breakage: Any, monkeypatch: Any) -> None:
+    fm = family_models(name)
+    task = fixture_task(fm, "letter")
+    game = AblationGame(fm.bridge, task, Players(GAME_PLAYERS, fm.bridge), progress=False, n_questions=2,
+                        upstream_cache=False)
+    monkeypatch.setattr(AblationGame, "_capture_block_inputs", breakage(AblationGame._capture_block_inputs))
+    with pytest.raises(GameError, match=rf"Self-check failed for tiny-{name}: .* differ .* by [0-9.e-]+"):
+        game(np.ones((1, game.n_players), dtype=bool))
+    assert game.n_row_evaluations == 0  # nothing was returned or cached
+
+
+def test_tokenizer_that_appends_eos_is_refused() -> None:
+    from tokenizers import processors
+
+    from headspex.ablation import encode_prompts
+    from headspex.tasks.base import TaskError
+
+    fm = family_models("llama")
+    tokenizer = fm.tokenizer.__class__(tokenizer_object=fm.tokenizer.backend_tokenizer.__class__.from_str(
+        fm.tokenizer.backend_tokenizer.to_str()), bos_token=fm.tokenizer.bos_token, eos_token=fm.tokenizer.eos_token)
+    eos = tokenizer.eos_token
+    tokenizer._tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"$A {eos}", special_tokens=[(eos, tokenizer.eos_token_id)])
+    model = type("WithTokenizer", (), {"tokenizer": tokenizer, "parameters": fm.bridge.parameters})()
+    with pytest.raises(TaskError, match="adds special tokens after every text"):
+        encode_prompts(model, ["Answer:"])
