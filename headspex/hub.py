@@ -43,7 +43,9 @@ def hub_address() -> tuple[str, int]:
     try:
         port = url.port
     except ValueError:
-        raise HeadspexError(f"HF_ENDPOINT={endpoint!r} has an invalid port; set it to a URL such as {DEFAULT_ENDPOINT}") from None
+        raise HeadspexError(
+            f"HF_ENDPOINT={endpoint!r} has an invalid port; set it to a URL such as {DEFAULT_ENDPOINT}"
+        ) from None
     return url.hostname or "huggingface.co", port or (80 if url.scheme == "http" else 443)
 
 

@@ -243,7 +243,9 @@ def _require_hub() -> None:
     # Fail fast: without a network datasets would spend minutes retrying. With an offline
     # flag set, datasets may still serve the subject from its cache, so let it try.
     if not hub.hub_offline_by_env() and not hub.hub_reachable():
-        raise MMLUSourceError(f"The Hugging Face hub is not reachable, so source='hub' cannot load '{HUB_DATASET}'. {_OFFLINE_ADVICE}")
+        raise MMLUSourceError(
+            f"The Hugging Face hub is not reachable, so source='hub' cannot load '{HUB_DATASET}'. {_OFFLINE_ADVICE}"
+        )
 
 
 def _hub_call(what: str, function: Any, *args: Any, **kwargs: Any) -> Any:

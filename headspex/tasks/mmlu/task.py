@@ -28,19 +28,8 @@ import torch
 from headspex.errors import HeadspexError
 from headspex.tasks.base import SPLIT_NAMES, PromptSet, PromptSetsBySplit, check_disjoint
 from headspex.tasks.mmlu.errors import MMLUError
-from headspex.tasks.mmlu.prompts import (
-    CLOZE_HEADER_TEMPLATE,
-    HEADER_TEMPLATE,
-    QUESTION_TEMPLATE,
-    SHOT_SUFFIX_TEMPLATE,
-    ClozeItem,
-    answer_token_ids,
-    apply_chat_format,
-    cloze_items,
-    continuation_token_ids,
-    encode_text,
-    format_prompt,
-)
+from headspex.tasks.mmlu import prompts
+from headspex.tasks.mmlu.prompts import ClozeItem
 from headspex.tasks.mmlu.questions import LETTERS, MMLUQuestion, normalize_subject
 from headspex.tasks.mmlu.sources import Source, load_mmlu, resolve_source
 from headspex.types import Metric, Scoring, choices, parse_enum
@@ -221,7 +210,7 @@ class MMLUTask(PromptSetsBySplit):
             raise MMLUError(f"n_shots={n_shots} but only {len(groups['shots'])} few-shot examples are available")
         self._groups = groups
         self.shots: list[MMLUQuestion] = groups["shots"][:n_shots]
-        self.answer_ids, self.answer_prefix = answer_token_ids(tokenizer)
+        self.answer_ids, self.answer_prefix = prompts.answer_token_ids(tokenizer)
         self.name = f"mmlu/{self.subject}/{n_shots}shot" + ("/chat" if chat_template else "")
         if self.scoring == Scoring.CLOZE:
             self.name += "/cloze"
@@ -234,8 +223,8 @@ class MMLUTask(PromptSetsBySplit):
 
     def prompt_for(self, question: MMLUQuestion) -> str:
         """The exact prompt string of ``question`` under this task's shots and chat setting."""
-        prompt = format_prompt(question, self.shots, self.subject)
-        return apply_chat_format(self.tokenizer, prompt) if self.chat_template else prompt
+        prompt = prompts.format_prompt(question, self.shots, self.subject)
+        return prompts.apply_chat_format(self.tokenizer, prompt) if self.chat_template else prompt
 
     def _build(self, questions: Sequence[MMLUQuestion]) -> PromptSet:
         q = len(questions)
@@ -247,10 +236,11 @@ class MMLUTask(PromptSetsBySplit):
         )
 
     def _build_cloze(self, questions: Sequence[MMLUQuestion]) -> PromptSet:
-        items = cloze_items(questions, self.subject, self.shots)
+        items = prompts.cloze_items(questions, self.subject, self.shots)
         contexts, continuations = [], []
         for item in items:
-            pairs = [continuation_token_ids(self.tokenizer, item.context, text) for text in item.continuations]
+            pairs = [prompts.continuation_token_ids(self.tokenizer, item.context, text)
+                     for text in item.continuations]
             contexts.append(pairs[0][0])
             continuations.append([continuation for _, continuation in pairs])
         return PromptSet(
@@ -269,8 +259,8 @@ class MMLUTask(PromptSetsBySplit):
         for prompt_set in self._prompt_sets.values():
             if len(prompt_set):
                 prompt = prompt_set.prompts[0]
-                alone = encode_text(self.tokenizer, prompt)
-                joined = encode_text(self.tokenizer, prompt + self.answer_prefix + LETTERS[0])
+                alone = prompts.encode_text(self.tokenizer, prompt)
+                joined = prompts.encode_text(self.tokenizer, prompt + self.answer_prefix + LETTERS[0])
                 if joined != alone + [self.answer_ids[0]]:
                     warnings.warn("Tokenizing prompt + answer letter merges across the boundary; "
                                   "letter logits at the prompt's last position may be off.", stacklevel=3)
@@ -286,7 +276,7 @@ class MMLUTask(PromptSetsBySplit):
 
     def cloze_items(self, split: str) -> list[ClozeItem]:
         """Cloze-scoring items of a split (same questions and shots as the letter prompts)."""
-        return cloze_items(self.questions(split), self.subject, self.shots)
+        return prompts.cloze_items(self.questions(split), self.subject, self.shots)
 
     def describe(self) -> dict:
         """JSON-able provenance of the task."""
@@ -305,11 +295,12 @@ class MMLUTask(PromptSetsBySplit):
             "split_sizes": {split: len(self._prompt_sets[split]) for split in SPLIT_NAMES},
             "n_questions_loaded": len(self.all_questions),
             "n_duplicates_dropped": self.n_duplicates_dropped,
-            "template": {"header": HEADER_TEMPLATE, "question": QUESTION_TEMPLATE, "shot_suffix": SHOT_SUFFIX_TEMPLATE,
+            "template": {"header": prompts.HEADER_TEMPLATE, "question": prompts.QUESTION_TEMPLATE,
+                         "shot_suffix": prompts.SHOT_SUFFIX_TEMPLATE,
                          "chat": "user=prompt without final '\\nAnswer:'; assistant reply starts 'Answer:'"
                          if self.chat_template else None},
             "scoring": self.scoring,
-            "cloze_header": CLOZE_HEADER_TEMPLATE if self.scoring == Scoring.CLOZE else None,
+            "cloze_header": prompts.CLOZE_HEADER_TEMPLATE if self.scoring == Scoring.CLOZE else None,
             "answer_tokens": [self.answer_prefix + letter for letter in LETTERS],
             "answer_token_ids": list(self.answer_ids),
             "default_metric": self.default_metric,
