@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from headspex.cache import MaskStore, MaskStoreError
+from headspex.engine.store import MaskStore, MaskStoreError
 from headspex.attribution import (
     FAST_FIT,
     AttributionConfig,
@@ -129,8 +129,8 @@ def test_exact_method_and_comparison(tmp_path: Path) -> None:
 
 
 def test_exact_comparison_of_identical_functions() -> None:
-    exact = Exhaustive().fit(and_function, 6, progress=False)
-    proxy = ProxySPEX(max_order=2, seed=0, **FAST_FIT).fit(and_function, 6, 40, n_test=0, progress=False)
+    exact = Exhaustive().fit(and_function, n_players=6, progress=False)
+    proxy = ProxySPEX(max_order=2, seed=0, **FAST_FIT).fit(and_function, 40, n_players=6, n_test=0, progress=False)
     comparison = exact_comparison(exact.interactions, proxy, top_k=5)  # 5 = every nonzero term (no ties)
     assert comparison["r2_all_masks"] == pytest.approx(1.0)
     assert comparison["top_overlap"] == 1.0

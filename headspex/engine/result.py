@@ -13,6 +13,7 @@ import numpy as np
 from .interactions import Interactions, check_masks
 from .sampling import check_values, evaluate_masks, sample_masks
 from ..errors import EngineError
+from ..io import to_jsonable
 
 
 def r2_score(values: np.ndarray, predictions: np.ndarray) -> float:
@@ -113,7 +114,7 @@ class EngineResult:
             "fit_seconds": self.fit_seconds,
             "method": self.method,
             "config": self.config,
-            "diagnostics": _jsonable(self.diagnostics),
+            "diagnostics": to_jsonable(self.diagnostics),
         }
         (directory / "result.json").write_text(json.dumps(meta, indent=1))
         np.savez_compressed(
@@ -147,15 +148,3 @@ class EngineResult:
             config=meta["config"],
             diagnostics=meta.get("diagnostics", {}),
         )
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    return obj
