@@ -323,3 +323,14 @@ def test_group_scope_covers_every_head(tmp_path: Path) -> None:
     # In the first group the AND of players 1 (L0H1) and 4 does not exist (4 players only):
     # player 0 is additive with Banzhaf 0.8.
     assert grid[0, 0] == pytest.approx(0.8)
+
+
+def test_exact_method_refuses_large_units(tmp_path: Path) -> None:
+    from headspex.attribution import MAX_EXACT_METHOD_PLAYERS
+
+    names = [f"L0H{h}" for h in range(MAX_EXACT_METHOD_PLAYERS + 1)]
+    game = SyntheticGame(len(names))
+    with pytest.raises(AttributionError, match=f"use at most {MAX_EXACT_METHOD_PLAYERS} players"):
+        attribute_units([Unit("layer_00", names)], lambda p, c: game, AttributionConfig(method="exact"),
+                        tmp_path / "run", progress=False)
+    assert game.calls == 0  # refused before any mask is evaluated
