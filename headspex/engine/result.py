@@ -71,8 +71,9 @@ class EngineResult:
         masks, values: the fit samples, bool[m, n] and float[m].
         test_masks, test_values: held-out masks/values, bool[t, n] and float[t];
             ``test_labels`` (str[t]) names the distribution of each row.
-        n_evaluations: rows actually sent to the value function (fit + test; a test mask equal to
-            a fit mask is not evaluated again).
+        n_evaluations: distinct masks the fit needed values for (fit + test; a test mask equal
+            to a fit mask counts once), including those a store passed to ``fit`` already held
+            (the store's ``n_added`` counts the masks actually sent to the value function).
         n_fit_evaluations, n_test_evaluations: the split of ``n_evaluations``.
         fit_seconds: wall time of the estimation (excluding value-function calls).
         method: estimator name; config: its hyper-parameters; diagnostics: extra information.
