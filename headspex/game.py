@@ -46,7 +46,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .ablation import Ablator, ReferenceActivations, encode_prompts, left_padded_ids
-from .cache import MaskStore, mask_key
+from .engine.store import MaskStore, mask_key
 from .components import ComponentLike, Players
 from .fused_attention import fusable_layers, use_fused_attention
 from .tasks.base import METRICS, PromptSet, calibration_bias, check_disjoint, question_values
