@@ -114,6 +114,36 @@ def test_random_strategy_is_seeded_per_k_and_strategies_check_k() -> None:
         random.choose(-1)
 
 
+def test_registry_builds_every_strategy_from_one_context() -> None:
+    """Each registered name builds a strategy from the same context; the interaction-informed
+    one finds the brute-force optimum of the planted game."""
+    from headspex.pruning import REGISTRY, STRATEGIES, StrategyContext, build_strategies
+
+    assert STRATEGIES == tuple(REGISTRY)
+    result = Exhaustive().fit(planted_value, N_PLANTED, budget=2**N_PLANTED, n_test=0, progress=False)
+    names = [f"p{i}" for i in range(N_PLANTED)]
+    context = StrategyContext(n_players=N_PLANTED, value_fn=planted_value, samples=result, player_names=names,
+                              best_of_n=math.comb(N_PLANTED, 2), greedy_max_k=2)
+    wanted = [s for s in STRATEGIES if s not in ("gradient", "lasso")]  # gradient needs a model; lasso test masks
+    built = build_strategies(reversed(wanted), context)
+    assert list(built) == wanted  # registry order, whatever the request order
+    assert built["proxyspex"].choose(3) == best_removal_by_enumeration(planted_value, N_PLANTED, 3)[0]
+    assert built["best_of_n"].choose(2) == (1, 4)  # N = C(8, 2): every set, so the optimum
+    assert built["greedy_eval"].runnable_ks([1, 2, 4]) == [1, 2] and built["random"].runnable_ks([1, 4]) == [1, 4]
+    with pytest.raises(PruningError, match="Unknown strategies"):
+        build_strategies(["magic"], context)
+    with pytest.raises(PruningError, match="gradient strategy needs the model"):
+        build_strategies(["gradient"], context)
+
+
+def test_surrogate_search_imports_no_torch() -> None:
+    import subprocess
+    import sys
+
+    code = "import headspex.engine.surrogate, sys; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 # ----------------------------------------------------------------------------- surrogate solver
 
 
