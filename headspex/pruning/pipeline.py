@@ -26,7 +26,7 @@ from ..types import Metric, Scoring, choices
 from .errors import PruningError
 from .evaluate import check_questions_disjoint, evaluate_removals, game_metrics_fn, verdicts
 from .spec import PRUNING_MODES, Pruning
-from .strategies import STRATEGIES, RemovalStrategy, StrategyContext, build_strategies
+from .strategies import REGISTRY, STRATEGIES, RemovalStrategy, StrategyContext, build_strategies
 from .summary import summary_markdown
 
 #: The attribution values the ``prune`` command offers (every game metric but calibrated
@@ -102,9 +102,9 @@ class PruneConfig:
 
     def validate(self) -> "PruneConfig":
         """Check the configuration; raises :class:`PruningError` naming the bad field. Returns self."""
-        unknown = sorted(set(self.strategies) - set(STRATEGIES))
+        unknown = sorted(set(self.strategies) - set(REGISTRY))  # the live registry: later registrations count
         if unknown:
-            raise PruningError(f"Unknown strategies {unknown}; choose from {list(STRATEGIES)}")
+            raise PruningError(f"Unknown strategies {unknown}; choose from {list(REGISTRY)}")
         if self.mode not in PRUNING_MODES:
             raise PruningError(f"mode must be one of {tuple(map(str, PRUNING_MODES))} for a pruning; got '{self.mode}'")
         if self.engine_result and self.attribution_run:
@@ -114,6 +114,7 @@ class PruneConfig:
         if not self.ks or min(self.ks) < 1:
             raise PruningError(f"ks must be positive integers; got {self.ks}")
         return self
+
 
 # ----------------------------------------------------------------------------- attribution sources
 
