@@ -76,7 +76,7 @@ def test_interaction_strategy_finds_optimum_and_marginal_baselines_do_not(k_remo
     assert sum(abs(v - best_value) < 1e-9 for v in values.values()) == 1
 
     # Interactions recovered by the engine from all 2^8 evaluations (not the planted dict).
-    recovered = Exhaustive().fit(planted_value, N_PLANTED, budget=2**N_PLANTED, n_test=0, progress=False).interactions
+    recovered = Exhaustive().fit(planted_value, 2**N_PLANTED, n_players=N_PLANTED, n_test=0, progress=False).interactions
     interaction_choice = SurrogateStrategy(recovered).choose(k_remove)
     assert interaction_choice == best_set
 
@@ -120,7 +120,7 @@ def test_registry_builds_every_strategy_from_one_context() -> None:
     from headspex.pruning import REGISTRY, STRATEGIES, StrategyContext, build_strategies
 
     assert STRATEGIES == tuple(REGISTRY)
-    result = Exhaustive().fit(planted_value, N_PLANTED, budget=2**N_PLANTED, n_test=0, progress=False)
+    result = Exhaustive().fit(planted_value, 2**N_PLANTED, n_players=N_PLANTED, n_test=0, progress=False)
     names = [f"p{i}" for i in range(N_PLANTED)]
     context = StrategyContext(n_players=N_PLANTED, value_fn=planted_value, samples=result, player_names=names,
                               best_of_n=math.comb(N_PLANTED, 2), greedy_max_k=2)
@@ -380,7 +380,7 @@ def test_run_experiment_refuses_overlapping_attribution(tiny_llama: Any, tmp_pat
     task = MMLUTask(tiny_llama.tokenizer, config.subject, source=source, n_reference=5, n_attribution=6)
     players = heads(tiny_llama, [2])
     engine_dir = tmp_path / "engine"
-    Exhaustive().fit(lambda m: m.sum(axis=1).astype(float), len(players), budget=2 ** len(players), n_test=0,
+    Exhaustive().fit(lambda m: m.sum(axis=1).astype(float), 2 ** len(players), n_players=len(players), n_test=0,
                      player_names=players.names, progress=False).save(engine_dir)
     leaked = task.prompt_set("attribution").question_ids[:5] + task.prompt_set("evaluation").question_ids[:1]
     (engine_dir / "attribution.json").write_text(json.dumps({"question_ids": leaked, "players": players.names}))

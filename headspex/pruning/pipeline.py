@@ -260,7 +260,7 @@ def _attribution(config: PruneConfig, model: Any, attr_game: Any, players: Any, 
                                                                model.tokenizer)
     else:
         proxy_result = ProxySPEX(max_order=config.max_order, seed=config.seed).fit(
-            attr_game, len(players), budget=config.budget, player_names=players.names, n_test=config.n_test,
+            attr_game, config.budget, player_names=players.names, n_test=config.n_test,
             progress=config.progress)
         proxy_result.save(group_out / "engine_proxyspex")
         attribution_meta = {"source": "this run", **attr_game.describe()}

@@ -62,14 +62,6 @@ def test_fit_needs_players_for_a_bare_function() -> None:
         LinearBanzhaf().fit(CountingGame(4), 40, n_players=5, progress=False)
 
 
-def test_old_positional_form_still_gives_the_same_fit() -> None:
-    new = LinearBanzhaf(seed=0).fit(additive, 30, n_players=6, n_test=10, progress=False)
-    with pytest.warns(DeprecationWarning, match="deprecated"):
-        old = LinearBanzhaf(seed=0).fit(additive, 6, budget=30, n_test=10, progress=False)
-    assert np.array_equal(old.masks, new.masks) and np.array_equal(old.values, new.values)
-    assert old.interactions.as_dict() == new.interactions.as_dict()
-
-
 def test_store_is_shared_and_resumes_from_disk(tmp_path) -> None:
     game = CountingGame(7)
     first = ProxySPEX(max_order=2, seed=0, residual_rounds=0).fit(

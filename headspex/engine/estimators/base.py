@@ -14,7 +14,6 @@ keyword arguments for a bare function. Both return an
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -116,8 +115,8 @@ class Estimator:
     def fit(
         self,
         game: ValueFunction,
-        *positional: Any,
         budget: int | None = None,
+        *,
         n_players: int | None = None,
         player_names: Sequence[str] | None = None,
         n_test: int | None = None,
@@ -131,7 +130,7 @@ class Estimator:
         Args:
             game: ``bool[b, n] -> float[b]`` (True = player kept); called in batches of
                 ``batch_size`` rows and only on masks ``store`` does not hold.
-            budget: number of fit evaluations (distinct masks); may be passed positionally.
+            budget: number of fit evaluations (distinct masks); the estimator's default if None.
             n_players: n; read from ``game.n_players`` when the game has it.
             player_names: n names; default ``game.player_names`` if any, else ``p0..``.
             n_test: held-out masks *per test distribution* (uniform, and near-full = kept w.p.
@@ -148,7 +147,7 @@ class Estimator:
             its ``n_evaluations`` counts the distinct masks this fit needed (found in ``store``
             or not); ``store.n_added`` counts those actually sent to ``game``.
         """
-        n_players, budget, player_names = _resolve_call(game, positional, budget, n_players, player_names)
+        n_players, player_names = _resolve_players(game, n_players, player_names)
         if budget is None:
             budget = self.default_budget(n_players)
         if budget is None:
@@ -279,28 +278,10 @@ class _StoreEvaluator:
         return rows.mean(axis=1) if self.per_item else rows
 
 
-def _resolve_call(
-    game: ValueFunction,
-    positional: tuple[Any, ...],
-    budget: int | None,
-    n_players: int | None,
-    player_names: Sequence[str] | None,
-) -> tuple[int, int | None, Sequence[str] | None]:
-    """``(n_players, budget, player_names)`` of a ``fit`` call, checked.
-
-    ``fit(game, budget)`` is the form; the older ``fit(game, n_players, budget)`` (or
-    ``fit(game, n_players, budget=...)``) is still read, with a DeprecationWarning.
-    """
-    if len(positional) > 2 or (len(positional) == 2 and budget is not None):
-        raise EngineError("fit takes the game and the budget positionally; pass everything else by keyword")
-    if len(positional) == 2 or (len(positional) == 1 and budget is not None):
-        warnings.warn("fit(game, n_players, budget) is deprecated; call fit(game, budget, n_players=...) "
-                      "(n_players is read from the game when it has one)", DeprecationWarning, stacklevel=3)
-        if n_players is not None:
-            raise EngineError("n_players given twice (positionally and by keyword)")
-        n_players, budget = positional[0], positional[1] if len(positional) == 2 else budget
-    elif positional:
-        budget = positional[0]
+def _resolve_players(
+    game: ValueFunction, n_players: int | None, player_names: Sequence[str] | None
+) -> tuple[int, Sequence[str] | None]:
+    """``(n_players, player_names)`` of a ``fit`` call: given ones, else the game's, checked."""
     game_players = getattr(game, "n_players", None)
     if n_players is None:
         n_players = game_players
@@ -312,7 +293,7 @@ def _resolve_call(
         raise EngineError(f"n_players must be >= 1, got {n_players}")
     if player_names is None:
         player_names = getattr(game, "player_names", None)
-    return int(n_players), budget, player_names
+    return int(n_players), player_names
 
 
 def _is_jsonable(value: Any) -> bool:
