@@ -7,6 +7,7 @@
 * :mod:`~headspex.game.scoring` – the letter scorer and the one cloze scorer
   (:func:`continuation_logliks`), also as plain forwards on cloze items
   (:func:`cloze_choice_logliks`).
+* :mod:`~headspex.game.prompts` – the sequences a game runs, from the task's prompt sets.
 * :mod:`~headspex.game.fused_attention` – SDPA attention in the blocks the game runs.
 """
 

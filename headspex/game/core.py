@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..ablation import Ablator, ReferenceActivations, encode_prompts, left_padded_ids, parse_ablation_mode
+from ..ablation import Ablator, ReferenceActivations, encode_prompts, parse_ablation_mode
 from ..cache import MaskStore, mask_key
 from ..components import ComponentLike, Players
 from ..tasks.base import METRICS, PromptSet, calibration_bias, check_disjoint, question_values
@@ -52,6 +52,7 @@ from ..types import AblationMode
 from .blocks import QuestionChunk, question_chunks, run_blocks
 from .errors import GameError
 from .fused_attention import fusable_layers, use_fused_attention
+from .prompts import concat, encodable, take_first, unit_inputs
 from .scoring import candidate_logits, continuation_logliks_from_hidden, right_aligned_targets, unembedding
 
 CPU_MEMORY_BUDGET_MB = 32.0
@@ -142,18 +143,18 @@ class AblationGame:
         self, split: str, reference_split: str | None, n_questions: int | None, n_reference: int | None
     ) -> None:
         """Scored questions, reference questions, and the sequences the game runs."""
-        scored = _take(self.task.prompt_set(split), n_questions)
+        scored = take_first(self.task.prompt_set(split), n_questions)
         calibrate = self.metric == "calibrated_accuracy"
         reference: PromptSet | None = None
         if self.mode in _REFERENCE_MODES or calibrate:
             if reference_split is None:
                 raise GameError(f"mode '{self.mode}' / metric '{self.metric}' needs a reference_split.")
-            reference = _take(self.task.prompt_set(reference_split), n_reference)
+            reference = take_first(self.task.prompt_set(reference_split), n_reference)
             check_disjoint({split: scored.question_ids, reference_split: reference.question_ids})
         self.scored = scored
         self.reference_prompts = reference
         # Calibration runs the reference questions under every mask: they become extra rows.
-        self._all_prompts = _concat(scored, reference) if calibrate and reference is not None else scored
+        self._all_prompts = concat(scored, reference) if calibrate and reference is not None else scored
         self.n_questions = len(scored)
         self.n_calibration = len(self._all_prompts) - self.n_questions
         self.candidate_ids = self._all_prompts.candidate_token_ids
@@ -185,7 +186,7 @@ class AblationGame:
         if self.mode in _REFERENCE_MODES:
             assert self.reference_prompts is not None
             self.reference_activations = ReferenceActivations.compute(
-                self.model, _encodable(self.reference_prompts), self.players,
+                self.model, encodable(self.reference_prompts), self.players,
                 keep_samples=(self.mode == AblationMode.RESAMPLE),
             )
         self.ablator = Ablator(self.run_model, self.players, mode=self.mode, reference=self.reference_activations,
@@ -288,23 +289,13 @@ class AblationGame:
 
     def _question_chunks(self) -> list[QuestionChunk]:
         if self._chunks is None:
-            ids, attention = encode_prompts(self.model, self._unit_inputs())
+            sequences = unit_inputs(self._all_prompts, self._unit_question, self._unit_targets)
+            ids, attention = encode_prompts(self.model, sequences)
             self._chunks = question_chunks(self.model, ids, attention, self.first_layer,
                                            _model_dtype(self.run_model), self.rows_per_batch)
         if not self._fused_checked:
             self._check_fused_attention(self._chunks[0])
         return self._chunks
-
-    def _unit_inputs(self) -> list[str] | dict[str, torch.Tensor]:
-        """Every sequence the game runs, as text or left-padded ids (cloze: context + answer[:-1])."""
-        if not self.cloze:
-            return _encodable(self._all_prompts)
-        assert self._all_prompts.input_ids is not None and self._unit_targets is not None
-        # The last answer token is only predicted, never read: the answer's log-probs come from
-        # the last len(answer) positions of context + answer[:-1].
-        sequences = [list(self._all_prompts.input_ids[q]) + target[:-1]
-                     for q, target in zip(self._unit_question, self._unit_targets)]
-        return left_padded_ids(sequences)
 
     @torch.inference_mode()
     def _evaluate(self, masks: np.ndarray) -> np.ndarray:
@@ -448,36 +439,6 @@ def _memory_budget(memory_budget_mb: float | None, model: Any) -> float:
         return memory_budget_mb
     on_cpu = next(model.parameters()).device.type == "cpu"
     return CPU_MEMORY_BUDGET_MB if on_cpu else ACCELERATOR_MEMORY_BUDGET_MB
-
-
-def _take(prompts: PromptSet, n: int | None) -> PromptSet:
-    if n is None or n >= len(prompts):
-        return prompts
-    if n <= 0:
-        raise GameError(f"n_questions must be positive, got {n}.")
-    return prompts.subset(list(range(n)))
-
-
-def _concat(first: PromptSet, second: PromptSet) -> PromptSet:
-    if first.candidate_token_ids.shape[1] != second.candidate_token_ids.shape[1]:
-        raise GameError("Scored and reference questions have different numbers of candidates.")
-    input_ids = None
-    if first.input_ids is not None and second.input_ids is not None:
-        input_ids = list(first.input_ids) + list(second.input_ids)
-    return PromptSet(
-        prompts=list(first.prompts) + list(second.prompts),
-        candidate_token_ids=torch.cat([first.candidate_token_ids, second.candidate_token_ids]),
-        correct_index=torch.cat([first.correct_index, second.correct_index]),
-        question_ids=list(first.question_ids) + list(second.question_ids),
-        input_ids=input_ids,
-    )
-
-
-def _encodable(prompts: PromptSet) -> list[str] | dict[str, torch.Tensor]:
-    """Prompts as text, or as left-padded token ids when the task carries them."""
-    if prompts.input_ids is None:
-        return list(prompts.prompts)
-    return left_padded_ids(prompts.input_ids)
 
 
 def _model_dtype(model: Any) -> torch.dtype:
