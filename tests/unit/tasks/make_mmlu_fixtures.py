@@ -13,7 +13,7 @@ import csv
 import json
 from pathlib import Path
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "mmlu"
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "mmlu"
 LETTERS = "ABCD"
 
 # (subject as written in the cais 'subject' column, split, question, choices, answer index)

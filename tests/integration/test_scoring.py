@@ -20,8 +20,9 @@ from headspex.hooks import hook_name
 from headspex.tasks import MMLUTask
 
 from oracles import plain_cloze_logliks
+from fixture_paths import MMLU_FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures" / "mmlu" / "cais_jsonl"
+FIXTURES = MMLU_FIXTURES / "cais_jsonl"
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,9 @@ from headspex.game import AblationGame, GameError
 from headspex.tasks import InductionTask, MMLUTask, question_values
 
 from oracles import naive_candidate_logits, plain_cloze_game_values
+from fixture_paths import MMLU_FIXTURES
 
-FIXTURES = Path(__file__).parent / "fixtures" / "mmlu" / "cais_jsonl"
+FIXTURES = MMLU_FIXTURES / "cais_jsonl"
 TOL = 1e-5  # fp32; the game and the naive loop differ only in batching and padding width
 
 

