@@ -28,7 +28,7 @@ from .embedded import (
     find_gemma3_gguf,
     find_smollm2_gguf,
 )
-from .loading import ModelLoadError, load_from_hub, load_gguf, load_path, parse_dtype, wrap_model
+from .loading import ModelLoadError, _hub_reachable, load_from_hub, load_gguf, load_path, parse_dtype, wrap_model
 from .tiny import TINY_ARCHITECTURES, tiny_hf_model, tiny_model, tiny_tokenizer
 
 

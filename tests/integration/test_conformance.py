@@ -28,7 +28,7 @@ import torch
 from conformance_models import BOS_FAMILIES, D_HEAD, FAMILIES, N_HEADS, FamilyModels, family_models, resolve
 from headspex.ablation import ablate, encode_prompts
 from headspex.components import Head, LayerPart, Neuron, Players, parse_component
-from headspex.game import AblationGame, GameError
+from headspex.game import AblationGame, GameError, blocks
 from headspex.tasks import MMLUTask
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "mmlu" / "cais_jsonl"
@@ -227,8 +227,8 @@ def test_game_equals_naive_loop(name: str, scoring: str) -> None:
 def _reuse_first_block_inputs(capture: Any) -> Any:
     """A broken capture: every block gets the first block's rotary embeddings and mask (the old bug)."""
 
-    def broken(self: AblationGame, ids: torch.Tensor, attention: torch.Tensor, layer: int) -> Any:
-        hidden, layer_inputs = capture(self, ids, attention, layer)
+    def broken(*args: Any) -> Any:
+        hidden, layer_inputs = capture(*args)
         return hidden, tuple(layer_inputs[0] for _ in layer_inputs)
 
     return broken
@@ -237,8 +237,8 @@ def _reuse_first_block_inputs(capture: Any) -> Any:
 def _shifted_hidden(capture: Any) -> Any:
     """A broken capture: the residual stream entering block L is off by a constant."""
 
-    def broken(self: AblationGame, ids: torch.Tensor, attention: torch.Tensor, layer: int) -> Any:
-        hidden, layer_inputs = capture(self, ids, attention, layer)
+    def broken(*args: Any) -> Any:
+        hidden, layer_inputs = capture(*args)
         return hidden + 0.5, layer_inputs
 
     return broken
@@ -250,7 +250,7 @@ def test_self_check_refuses_a_broken_block_capture(name: str, breakage: Any, mon
     task = fixture_task(fm, "letter")
     game = AblationGame(fm.bridge, task, Players(GAME_PLAYERS, fm.bridge), progress=False, n_questions=2,
                         upstream_cache=False)
-    monkeypatch.setattr(AblationGame, "_capture_block_inputs", breakage(AblationGame._capture_block_inputs))
+    monkeypatch.setattr(blocks, "capture_block_inputs", breakage(blocks.capture_block_inputs))
     with pytest.raises(GameError, match=rf"Self-check failed for tiny-{name}: .* differ .* by [0-9.e-]+"):
         game(np.ones((1, game.n_players), dtype=bool))
     assert game.n_row_evaluations == 0  # nothing was returned or cached

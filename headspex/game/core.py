@@ -1,0 +1,484 @@
+"""The AblationGame: a task's value as a function of which components are kept.
+
+``game(masks bool[m, n]) -> float[m]`` is the call shape of shapiq's approximators and of
+:mod:`headspex.engine`. Each value is the mean, over the task's questions, of a metric of
+the logits at the answer position restricted to the candidate tokens.
+
+Where the time goes, and what the game does about it:
+
+* **Many ablations per forward.** Rows of one micro-batch are (mask, question) pairs; the
+  hook manager gets one mask row per batch row.
+* **Nothing recomputed that an ablation cannot change.** Every player sits at layer ≥ L, so
+  the residual stream entering block L (and the block's other inputs: attention mask,
+  rotary embeddings, position ids) is computed once per question and blocks L… run per
+  row. TransformerLens's ``start_at_layer`` still runs blocks 0…L-1, so the game calls the
+  bridge's blocks itself (:mod:`headspex.game.blocks`).
+* **Fused attention.** The bridge rebuilds attention eagerly so pattern hooks can fire; the
+  game hooks none of them, so blocks it runs use PyTorch's SDPA kernel through the wrapped
+  HF attention (:mod:`headspex.game.fused_attention`), checked against the bridge's path
+  once per game.
+* **Only the logits that are needed.** The final norm is applied to the last position only
+  (prompts are left-padded, so that is the answer position for every row), and only the
+  candidate rows of the unembedding are multiplied: ``[rows, d_model] @ [d_model, c]``
+  instead of ``[rows, pos, d_model] @ [d_model, vocab]`` (:mod:`headspex.game.scoring`).
+* **Cloze tasks** (a :class:`~headspex.tasks.base.PromptSet` with ``continuation_ids``) run
+  one row per (question, choice): context + answer text, scored by the mean full-vocabulary
+  log-prob of the answer tokens; only those positions are unembedded.
+* **Nothing evaluated twice.** Candidate logits of every evaluated mask are cached in memory
+  and, with ``cache_dir``, on disk (one ``.npz`` per evaluated batch), so an interrupted run
+  resumes and asking for another metric on the same masks runs nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import warnings
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..ablation import Ablator, ReferenceActivations, encode_prompts, parse_ablation_mode
+from ..engine.store import MaskStore, mask_key
+from ..components import ComponentLike, Players
+from ..tasks.base import METRICS, PromptSet, calibration_bias, check_disjoint, question_values
+from ..types import AblationMode
+from .blocks import QuestionChunk, question_chunks, run_blocks
+from .errors import GameError
+from .fused_attention import fusable_layers, use_fused_attention
+from .prompts import concat, encodable, take_first, unit_inputs
+from .scoring import (
+    candidate_logits,
+    continuation_logliks_from_hidden,
+    logit_soft_cap,
+    right_aligned_targets,
+    unembedding,
+)
+from .self_check import verify_game
+
+CPU_MEMORY_BUDGET_MB = 32.0
+ACCELERATOR_MEMORY_BUDGET_MB = 2048.0
+_REFERENCE_MODES = (AblationMode.MEAN, AblationMode.RESAMPLE)
+
+
+class AblationGame:
+    """Value of a task as a function of which players (components) are kept.
+
+    Args:
+        model: a TransformerBridge (:func:`headspex.models.load_model`).
+        task: a :class:`headspex.tasks.Task` (MMLU, induction, …).
+        players: the components whose presence is toggled (``Players`` or names).
+        mode: ablation mode (:class:`headspex.types.AblationMode` or its string), see
+            :mod:`headspex.ablation`.
+        split: task split whose questions are scored.
+        metric: one of :data:`headspex.tasks.METRICS`; ``calibrated_accuracy`` also runs the
+            reference questions under each mask to estimate that mask's per-letter bias.
+        reference_split: questions for mean/resample statistics and calibration; must be
+            disjoint from ``split`` (checked).
+        n_questions: score only the first ``n_questions`` of the split.
+        dtype: ``None`` (model dtype) or ``"bfloat16"``: run the ablated blocks in a bf16 copy
+            of the model (the upstream pass and reference statistics stay in the model dtype).
+        memory_budget_mb: activation memory one micro-batch may use (sets its row count).
+            Default: 32 MB on CPU, 2048 MB on accelerators. On a 2-core CPU, cache-sized
+            batches of a question or two beat large ones (eager attention's score tensors
+            stream through memory, and long batches pad short prompts): SmolLM2, layer 20,
+            4.7 vs 2.9 rows/s for 32 MB vs 2048 MB.
+        cache_dir: folder for the on-disk cache of evaluated masks (resume), or ``None``.
+        upstream_cache: compute blocks before the first player's layer once per question.
+        fused_attention: run attention through SDPA in the blocks the game computes, where the
+            model's attention allows it (:mod:`headspex.game.fused_attention`). On first use the
+            game compares the fused and the bridge's path on one unablated question and
+            falls back to the bridge's path, with a warning, if their values differ.
+        progress: show a tqdm bar per call.
+        seed: seeds resample sources (a function of mask and question, so batching-invariant).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        task: Any,
+        players: Players | Sequence[ComponentLike],
+        mode: str = "zero",
+        *,
+        split: str = "attribution",
+        metric: str | None = None,
+        reference_split: str | None = "reference",
+        n_questions: int | None = None,
+        n_reference: int | None = None,
+        dtype: str | torch.dtype | None = None,
+        memory_budget_mb: float | None = None,
+        cache_dir: str | Path | None = None,
+        upstream_cache: bool = True,
+        fused_attention: bool = True,
+        progress: bool = True,
+        seed: int = 0,
+    ) -> None:
+        self.model = model
+        self.task = task
+        self.players = _game_players(players, model)
+        self.mode = parse_ablation_mode(mode)
+        self.metric = _checked_metric(metric or getattr(task, "default_metric", "logprob"))
+        self.split = split
+        self.upstream_cache = upstream_cache
+        self.progress = progress
+        self.seed = seed
+        self.memory_budget_mb = _memory_budget(memory_budget_mb, model)
+        self.run_dtype = _run_dtype(dtype, model)
+        self.n_row_evaluations = 0
+        self._load_prompts(split, reference_split, n_questions, n_reference)
+        self._build_ablator()
+        self.first_layer = self.players.first_layer if upstream_cache else 0
+        computed_layers = range(self.first_layer, model.cfg.n_layers)
+        self.fused_layers = fusable_layers(self.run_model, computed_layers) if fused_attention else []
+        self._fused_checked = not self.fused_layers
+        self._verified = False  # the self-check runs before the first evaluation
+        self._soft_cap = logit_soft_cap(model)
+        self._unembed_weight, self._unembed_bias = unembedding(self.run_model)
+        self._chunks: list[QuestionChunk] | None = None
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        if self.cache_dir is not None:
+            self._check_cache_owner()
+        self._store = MaskStore(self.cache_dir, self.n_players, value_name="logits")
+
+    # ------------------------------------------------------------------ construction steps
+
+    def _load_prompts(
+        self, split: str, reference_split: str | None, n_questions: int | None, n_reference: int | None
+    ) -> None:
+        """Scored questions, reference questions, and the sequences the game runs."""
+        scored = take_first(self.task.prompt_set(split), n_questions)
+        calibrate = self.metric == "calibrated_accuracy"
+        reference: PromptSet | None = None
+        if self.mode in _REFERENCE_MODES or calibrate:
+            if reference_split is None:
+                raise GameError(f"mode '{self.mode}' / metric '{self.metric}' needs a reference_split.")
+            reference = take_first(self.task.prompt_set(reference_split), n_reference)
+            check_disjoint({split: scored.question_ids, reference_split: reference.question_ids})
+        self.scored = scored
+        self.reference_prompts = reference
+        # Calibration runs the reference questions under every mask: they become extra rows.
+        self._all_prompts = concat(scored, reference) if calibrate and reference is not None else scored
+        self.n_questions = len(scored)
+        self.n_calibration = len(self._all_prompts) - self.n_questions
+        self.candidate_ids = self._all_prompts.candidate_token_ids
+        self.correct_index = scored.correct_index
+        self.cloze = scored.is_cloze
+        if self.cloze and calibrate:
+            raise GameError("calibrated_accuracy removes a per-letter bias; it does not apply to cloze "
+                            "scoring, where each question has its own answer texts.")
+        self._prepare_units()
+
+    def _prepare_units(self) -> None:
+        """The sequences the game runs: one per question, or one per (question, choice) for cloze."""
+        n_candidates = int(self.candidate_ids.shape[1])
+        self._unit_question = np.repeat(np.arange(len(self._all_prompts)), n_candidates if self.cloze else 1)
+        self._unit_targets: list[list[int]] | None = None
+        if self.cloze:
+            assert self._all_prompts.continuation_ids is not None
+            self._unit_targets = [list(c) for conts in self._all_prompts.continuation_ids for c in conts]
+            # Answers right-aligned like the sequences, -1 before a shorter answer: [units, longest].
+            self._unit_target_lengths = torch.tensor([len(t) for t in self._unit_targets])
+            self._unit_target_matrix = right_aligned_targets(self._unit_targets)
+
+    def _build_ablator(self) -> None:
+        """The model the blocks run in, the reference statistics and the hook manager."""
+        # bf16 runs use a converted copy of the model (true bf16 weights, ~2.5x faster on CPUs
+        # with bf16 units than autocast); the upstream pass and statistics stay in fp32.
+        self.run_model = self.model if self.run_dtype is None else copy.deepcopy(self.model).to(self.run_dtype)
+        self.reference_activations: ReferenceActivations | None = None
+        if self.mode in _REFERENCE_MODES:
+            assert self.reference_prompts is not None
+            self.reference_activations = ReferenceActivations.compute(
+                self.model, encodable(self.reference_prompts), self.players,
+                keep_samples=(self.mode == AblationMode.RESAMPLE),
+            )
+        self.ablator = Ablator(self.run_model, self.players, mode=self.mode, reference=self.reference_activations,
+                               seed=self.seed)
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def n_players(self) -> int:
+        return len(self.players)
+
+    @property
+    def player_names(self) -> list[str]:
+        return self.players.names
+
+    def __call__(self, masks: np.ndarray) -> np.ndarray:
+        """Task value per mask: ``bool[m, n] -> float64[m]`` (mean over questions)."""
+        return self.question_values(masks).mean(axis=1)
+
+    def question_values(self, masks: np.ndarray, metric: str | None = None) -> np.ndarray:
+        """Per-question metric per mask: ``bool[m, n] -> float64[m, q]``."""
+        metric = _checked_metric(metric or self.metric)
+        logits = torch.from_numpy(self._logits_for(masks))  # [m, q_all, c]
+        scored = logits[:, : self.n_questions]
+        bias = None
+        if metric == "calibrated_accuracy":
+            if self.n_calibration == 0:
+                raise GameError("calibrated_accuracy needs the game built with metric='calibrated_accuracy'.")
+            bias = calibration_bias(logits[:, self.n_questions :])
+        values = question_values(scored, self.correct_index, metric, bias)
+        return values.double().numpy()
+
+    def candidate_logits(self, masks: np.ndarray) -> np.ndarray:
+        """Logits of the candidate tokens at the answer position: ``float32[m, q, c]``;
+        cloze tasks: the mean answer-token log-prob of each choice (nats)."""
+        return self._logits_for(masks)[:, : self.n_questions]
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able provenance of this game."""
+        return {
+            "model": getattr(self.model, "headspex_source", type(self.model).__name__),
+            "task": self.task.describe() if hasattr(self.task, "describe") else str(self.task),
+            "split": self.split,
+            "question_ids": list(self.scored.question_ids),
+            "players": self.player_names,
+            "mode": str(self.mode),
+            "metric": self.metric,
+            "n_questions": self.n_questions,
+            "n_calibration_questions": self.n_calibration,
+            "dtype": str(self.run_dtype or _model_dtype(self.model)),
+            "seed": self.seed,
+            "first_computed_layer": self.first_layer,
+            "fused_attention_layers": list(self.fused_layers),
+        }
+
+    def rows_per_batch(self, positions: int) -> int:
+        """Micro-batch rows that fit the memory budget for prompts of ``positions`` tokens."""
+        cfg = self.model.cfg
+        # Per row and position (floats): residual + attention in/out + q/k/v (~10 d_model),
+        # MLP in/gate/post (3 d_mlp), and unless every computed block's attention is fused
+        # (tiled, no score tensor) the attention scores and pattern (2 n_heads pos).
+        all_fused = len(self.fused_layers) == self.model.cfg.n_layers - self.first_layer
+        scores = 0 if all_fused else 2 * cfg.n_heads * positions
+        floats = positions * (10 * cfg.d_model + scores + 3 * cfg.d_mlp)
+        bytes_per_row = floats * 4
+        return max(1, int(self.memory_budget_mb * 2**20 // bytes_per_row))
+
+    def masks_per_batch(self, chunk: QuestionChunk) -> int:
+        """Masks per micro-batch for ``chunk`` (each mask runs all of the chunk's sequences)."""
+        return max(1, self.rows_per_batch(chunk.positions) // chunk.size)
+
+    @property
+    def n_cached_masks(self) -> int:
+        return len(self._store)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def _logits_for(self, masks: np.ndarray) -> np.ndarray:
+        masks = self._check_masks(masks)
+        todo = self._store.missing(masks)
+        if len(todo):
+            self._store.add(todo, self._evaluate(todo))
+        return self._store.stack(masks)
+
+    def _check_masks(self, masks: Any) -> np.ndarray:
+        array = np.asarray(masks)
+        if array.ndim == 1:
+            array = array[None, :]
+        if array.ndim != 2 or array.shape[1] != self.n_players:
+            raise GameError(
+                f"Wrong mask shape {array.shape}: expected [m, {self.n_players}] for players "
+                f"{', '.join(self.player_names[:4])}{', …' if self.n_players > 4 else ''}."
+            )
+        if array.dtype != np.bool_:
+            if np.isin(array, (0, 1)).all():
+                array = array.astype(bool)
+            else:
+                raise GameError(f"Masks must be boolean (True = kept); got values of dtype {array.dtype}.")
+        return array
+
+    def _question_chunks(self) -> list[QuestionChunk]:
+        if self._chunks is None:
+            sequences = unit_inputs(self._all_prompts, self._unit_question, self._unit_targets)
+            ids, attention = encode_prompts(self.model, sequences)
+            self._chunks = question_chunks(self.model, ids, attention, self.first_layer,
+                                           _model_dtype(self.run_model), self.rows_per_batch)
+        if not self._fused_checked:
+            self._check_fused_attention(self._chunks[0])
+        if not self._verified:
+            verify_game(self, self._chunks[0])  # raises GameError rather than return wrong values
+            self._verified = True
+        return self._chunks
+
+    @torch.inference_mode()
+    def _evaluate(self, masks: np.ndarray) -> np.ndarray:
+        """Candidate logits of new masks: ``bool[m, n] -> float32[m, q_all, c]``."""
+        chunks = self._question_chunks()
+        n_all, n_units = len(self._all_prompts), len(self._unit_question)
+        width = 1 if self.cloze else self.candidate_ids.shape[1]
+        results = np.zeros((len(masks), n_units, width), dtype=np.float32)
+        total_rows = len(masks) * n_units
+        bar = tqdm(total=total_rows, desc="ablations", unit="row", disable=not self.progress, leave=False)
+        hooks = self.run_model.hooks(fwd_hooks=self.ablator.fwd_hooks())
+        with hooks, use_fused_attention(self.run_model, self.fused_layers):
+            for chunk in chunks:
+                masks_per_batch = self.masks_per_batch(chunk)
+                for start in range(0, len(masks), masks_per_batch):
+                    block = masks[start : start + masks_per_batch]
+                    logits = self._run_rows(chunk, block)  # [len(block) * qc, c or 1]
+                    logits = logits.view(len(block), chunk.size, -1).float().cpu().numpy()
+                    results[start : start + len(block)][:, chunk.unit_index.numpy()] = logits
+                    self.n_row_evaluations += len(block) * chunk.size
+                    bar.update(len(block) * chunk.size)
+        bar.close()
+        return results.reshape(len(masks), n_all, -1)  # cloze: units are question-major
+
+    def _run_rows(self, chunk: QuestionChunk, masks: np.ndarray) -> torch.Tensor:
+        """Candidate logits of rows (mask-major): ``float[len(masks) * qc, c]``; cloze: the
+        mean answer-token log-prob of each row's sequence, ``float[len(masks) * qc, 1]``."""
+        n_masks, qc = len(masks), chunk.size
+        row_masks = torch.from_numpy(np.repeat(masks, qc, axis=0))
+        sources = self._resample_sources(masks, chunk) if self.mode == AblationMode.RESAMPLE else None
+        self.ablator.set_mask(row_masks, resample_sources=sources)
+        hidden = run_blocks(self.run_model, chunk, n_masks, self.first_layer)
+        rows_unit = chunk.unit_index.repeat(n_masks)
+        if self.cloze:
+            return self._cloze_scores(hidden, rows_unit)
+        # Letter tasks: one unit per question, so the unit indexes the candidate rows.
+        return candidate_logits(self.run_model.ln_final, hidden, self.candidate_ids[rows_unit],
+                                self._unembed_weight, self._unembed_bias, self._soft_cap)
+
+    def _cloze_scores(self, hidden: torch.Tensor, rows_unit: torch.Tensor) -> torch.Tensor:
+        """Mean log-prob (nats per token) of each row's answer tokens: ``[rows, pos, d] -> [rows, 1]``.
+
+        Only the last ``max answer length`` positions are normalised and unembedded, in
+        slices whose ``[slice, span, vocab]`` logits fit the memory budget.
+        """
+        span = int(self._unit_target_lengths[rows_unit].max())
+        targets = self._unit_target_matrix[rows_unit, -span:]  # [rows, span], -1 = before the answer
+        vocab = self._unembed_weight.shape[0]
+        per_slice = max(1, int(self.memory_budget_mb * 2**20 // (4 * span * vocab)))
+        scores = continuation_logliks_from_hidden(
+            hidden[:, -span:, :], targets, self.run_model.ln_final, self._unembed_weight, self._unembed_bias,
+            reduction="mean", rows_per_slice=per_slice, soft_cap=self._soft_cap,
+        )
+        return scores[:, None]
+
+    @torch.inference_mode()
+    def _check_fused_attention(self, chunk: QuestionChunk) -> None:
+        """Compare fused and bridge attention on one question, unablated; keep the bridge's if they differ."""
+        self._fused_checked = True
+        chunk = chunk.first_sequence()
+        keep_all = np.ones((1, self.n_players), dtype=bool)
+        bridge = self._run_rows(chunk, keep_all).float()
+        try:
+            with use_fused_attention(self.run_model, self.fused_layers):
+                fused = self._run_rows(chunk, keep_all).float()
+        except (RuntimeError, ValueError, TypeError, NotImplementedError) as err:
+            # A kernel that cannot express this model's attention refuses loudly; keep the bridge's.
+            warnings.warn(f"Fused attention cannot run this model ({type(err).__name__}: "
+                          f"{str(err).splitlines()[0][:200]}); the game uses the bridge's attention.", stacklevel=3)
+            self.fused_layers = []
+            return
+        # The kernels sum in another order. Measured on SmolLM2 (logits ~18): fp32 agrees to 1e-5;
+        # bf16 to 0.25, i.e. 2 bf16 steps at that size, hence a tolerance relative to the logits.
+        # Miswiring (a missed hook, a wrong mask) moves logits by whole units.
+        scale = float(bridge.abs().max())
+        tolerance = 1e-2 if self.run_dtype is None else max(0.5, 0.05 * scale)
+        difference = float((fused - bridge).abs().max())
+        if not difference <= tolerance:
+            warnings.warn(
+                f"Fused attention changes candidate logits by {difference:.3g} (> {tolerance}) on this "
+                "model; the game uses the bridge's attention instead (slower).",
+                stacklevel=3,
+            )
+            self.fused_layers = []
+
+    def _resample_sources(self, masks: np.ndarray, chunk: QuestionChunk) -> np.ndarray:
+        # A function of (seed, mask, question) only, so values do not depend on batching.
+        assert self.reference_activations is not None
+        n_ref = self.reference_activations.n_prompts
+        sources = []
+        for mask in masks:
+            mask_hash = zlib.crc32(mask_key(mask))
+            # Keyed by question, so the choices of a cloze question share their source.
+            for question in self._unit_question[chunk.unit_index.numpy()].tolist():
+                rng = np.random.default_rng([self.seed, mask_hash, question])
+                sources.append(int(rng.integers(n_ref)))
+        return np.asarray(sources)
+
+    # ------------------------------------------------------------------ disk cache
+
+    def _fingerprint(self) -> dict[str, Any]:
+        info = self.describe()
+        info["candidate_token_ids"] = hashlib.sha1(self.candidate_ids.numpy().tobytes()).hexdigest()
+        # Neither upstream caching nor the attention kernel changes values (beyond rounding).
+        info.pop("first_computed_layer", None)
+        info.pop("fused_attention_layers", None)
+        return info
+
+    def _check_cache_owner(self) -> None:
+        """Refuse a cache folder written by a game with other players, task or mode."""
+        assert self.cache_dir is not None
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        meta_path = self.cache_dir / "game.json"
+        fingerprint = json.loads(json.dumps(self._fingerprint(), default=str))
+        if meta_path.exists():
+            stored = json.loads(meta_path.read_text())
+            if stored != fingerprint:
+                differing = sorted(k for k in set(stored) | set(fingerprint) if stored.get(k) != fingerprint.get(k))
+                raise GameError(
+                    f"The cache in {self.cache_dir} belongs to another game (differs in {differing}); "
+                    "use another cache_dir or delete it."
+                )
+        else:
+            meta_path.write_text(json.dumps(fingerprint, indent=1))
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _game_players(players: Players | Sequence[ComponentLike], model: Any) -> Players:
+    """``players`` as a validated, non-empty :class:`Players` of ``model``."""
+    players = players if isinstance(players, Players) else Players(players, model)
+    players.validate(model)
+    if len(players) == 0:
+        raise GameError("A game needs at least one player.")
+    return players
+
+
+def _checked_metric(metric: str) -> str:
+    if metric not in METRICS:
+        raise GameError(f"Unknown metric '{metric}'; choose one of {METRICS}.")
+    return metric
+
+
+def _memory_budget(memory_budget_mb: float | None, model: Any) -> float:
+    """The given budget, or the default for the device the model is on."""
+    if memory_budget_mb is not None:
+        return memory_budget_mb
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    return CPU_MEMORY_BUDGET_MB if on_cpu else ACCELERATOR_MEMORY_BUDGET_MB
+
+
+def _model_dtype(model: Any) -> torch.dtype:
+    return next(model.parameters()).dtype
+
+
+def _run_dtype(dtype: str | torch.dtype | None, model: Any) -> torch.dtype | None:
+    if dtype is None:
+        return None
+    if isinstance(dtype, str):
+        names = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": None, "fp32": None}
+        if dtype.lower() not in names:
+            raise GameError(f"Unknown dtype '{dtype}'; use 'bfloat16' or 'float32'.")
+        dtype = names[dtype.lower()]
+        if dtype is None:
+            return None
+    if dtype == _model_dtype(model):
+        return None
+    if dtype != torch.bfloat16:
+        raise GameError(f"Only bfloat16 runs are supported, got {dtype}.")
+    return dtype
+
+
+__all__ = ["ACCELERATOR_MEMORY_BUDGET_MB", "CPU_MEMORY_BUDGET_MB", "AblationGame"]
