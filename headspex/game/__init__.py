@@ -6,6 +6,10 @@
   question (each block its own: layer types differ), blocks L… re-run per (mask, question) row.
 * :mod:`~headspex.game.self_check` – once per game, its rows against the bridge's own forward
   (a difference raises :class:`GameError`).
+* :mod:`~headspex.game.scoring` – the letter scorer and the one cloze scorer
+  (:func:`continuation_logliks`), also as plain forwards on cloze items
+  (:func:`cloze_choice_logliks`).
+* :mod:`~headspex.game.prompts` – the sequences a game runs, from the task's prompt sets.
 * :mod:`~headspex.game.fused_attention` – SDPA attention in the blocks the game runs.
 """
 
