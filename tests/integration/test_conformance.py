@@ -271,3 +271,13 @@ def test_tokenizer_that_appends_eos_is_refused() -> None:
     model = type("WithTokenizer", (), {"tokenizer": tokenizer, "parameters": fm.bridge.parameters})()
     with pytest.raises(TaskError, match="adds special tokens after every text"):
         encode_prompts(model, ["Answer:"])
+
+
+def test_soft_capped_attention_is_never_fused() -> None:
+    """Gemma-2's tanh soft-cap of the attention scores has no SDPA form: its layers keep the
+    bridge's path (before, the game crashed inside SDPA); sliding windows reach SDPA as masks."""
+    from headspex.game.fused_attention import fusable_layers
+
+    assert fusable_layers(family_models("gemma2").bridge, range(3)) == []
+    assert fusable_layers(family_models("gemma3").bridge, range(3)) == [0, 1, 2]
+    assert fusable_layers(family_models("mistral").bridge, range(3)) == [0, 1, 2]
