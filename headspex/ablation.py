@@ -116,10 +116,11 @@ def _unit_view(site: Site, x: torch.Tensor) -> tuple[int, ...]:
 def encode_prompts(
     model: Any, prompts: Sequence[str] | dict[str, torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Tokenize prompts with the model's tokenizer, left-padded.
+    """Tokenize prompts as the model's tokenizer does by default (BOS where it adds one), left-padded.
 
     Returns ``(input_ids long[b, pos], attention_mask long[b, pos])`` on the model's device.
     A dict with ``input_ids`` (and optionally ``attention_mask``) passes through.
+    See :func:`headspex.tasks.base.prompt_token_ids`.
     """
     device = next(model.parameters()).device
     if isinstance(prompts, dict):
@@ -128,10 +129,12 @@ def encode_prompts(
         return ids.to(device), attention.to(device)
     if isinstance(prompts, str):
         prompts = [prompts]
-    tokenizer = model.tokenizer
-    if tokenizer.padding_side != "left":
-        tokenizer.padding_side = "left"
-    encoded = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=False)
+    from .tasks.base import prompt_token_ids
+
+    if not prompts:
+        empty = torch.zeros(0, 0, dtype=torch.long, device=device)
+        return empty, empty.clone()
+    encoded = left_padded_ids(prompt_token_ids(model.tokenizer, list(prompts)))
     return encoded["input_ids"].to(device), encoded["attention_mask"].to(device)
 
 

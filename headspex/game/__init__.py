@@ -2,8 +2,10 @@
 
 * :mod:`~headspex.game.core` – :class:`AblationGame`: the contract, question chunks,
   micro-batches, the mask store (cache and resume).
-* :mod:`~headspex.game.blocks` – the block runner: block L's inputs captured once per
-  question, blocks L… re-run per (mask, question) row.
+* :mod:`~headspex.game.blocks` – the block runner: the inputs of blocks L… captured once per
+  question (each block its own: layer types differ), blocks L… re-run per (mask, question) row.
+* :mod:`~headspex.game.self_check` – once per game, its rows against the bridge's own forward
+  (a difference raises :class:`GameError`).
 * :mod:`~headspex.game.scoring` – the letter scorer and the one cloze scorer
   (:func:`continuation_logliks`), also as plain forwards on cloze items
   (:func:`cloze_choice_logliks`).

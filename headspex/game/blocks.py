@@ -1,10 +1,14 @@
-"""The block runner: capture what block L receives once per question, re-run blocks L… per row.
+"""The block runner: capture what blocks L… receive once per question, re-run them per row.
 
 Every player of a game sits at layer ≥ L, so nothing before block L depends on the mask.
-The runner runs the model's clean forward until block L is called (a forward pre-hook
-captures its positional and keyword inputs: residual stream, attention mask, rotary
-embeddings, position ids), stops it there, and later calls blocks L… itself with those
-inputs repeated once per mask (rows are mask-major: mask 0's sequences, then mask 1's…).
+The runner runs the model's clean forward once with a forward pre-hook on every block from
+L on: block L's hidden state is captured, and each block's other inputs (attention mask,
+rotary embeddings, position ids) are captured for that block, because they differ between
+layer types: Gemma-2/3 alternate sliding-window and global layers, with different masks and
+(Gemma-3) different rotary bases, and reusing one block's inputs for another's silently
+changes the values. Blocks whose inputs are equal share one captured object. The forward
+stops before the last block runs; blocks L… are later called with those inputs repeated
+once per mask (rows are mask-major: mask 0's sequences, then mask 1's…).
 
 Shapes: a chunk holds ``qc`` sequences (questions, or (question, choice) pairs for cloze
 scoring) of one padded length ``pos``; its captured hidden state is ``[qc, pos, d_model]``.
@@ -27,16 +31,32 @@ class _StopAfterCapture(Exception):
     """Raised inside the clean forward once block L's inputs are captured."""
 
 
+#: The inputs of one block besides its hidden state: (positional args after it, keyword args).
+BlockInputs = tuple[tuple[Any, ...], dict[str, Any]]
+
+
 @dataclass
 class QuestionChunk:
-    """Sequences that share one padded length, with the captured inputs of the first run block.
+    """Sequences that share one padded length, with the captured inputs of every block run.
 
     A sequence is a question (letter tasks) or a (question, choice) pair (cloze tasks).
+    ``layer_inputs[i]`` is what block ``L + i`` receives besides the hidden state; blocks
+    with equal inputs share one object (and so one repeat per micro-batch).
     """
 
     unit_index: torch.Tensor  # long[qc] positions in the game's sequence list
-    block_args: tuple[Any, ...]  # positional args of block L; args[0] = hidden [qc, pos, d]
-    block_kwargs: dict[str, Any]  # keyword args of block L (attention mask, rotary, ...)
+    hidden: torch.Tensor  # [qc, pos, d_model] residual stream entering block L
+    layer_inputs: tuple[BlockInputs, ...]  # per block L, L+1, …
+
+    @property
+    def block_args(self) -> tuple[Any, ...]:
+        """Positional args of block L; ``args[0]`` is the hidden state ``[qc, pos, d]``."""
+        return (self.hidden, *self.layer_inputs[0][0])
+
+    @property
+    def block_kwargs(self) -> dict[str, Any]:
+        """Keyword args of block L (attention mask, rotary embeddings, …)."""
+        return self.layer_inputs[0][1]
 
     @property
     def size(self) -> int:
@@ -46,13 +66,22 @@ class QuestionChunk:
     @property
     def positions(self) -> int:
         """``pos``: the padded length of the chunk's sequences."""
-        return int(self.block_args[0].shape[1])
+        return int(self.hidden.shape[1])
+
+    def select(self, rows: torch.Tensor) -> "QuestionChunk":
+        """The chunk cut down to the sequences ``rows`` (``long[k]`` indices into the chunk)."""
+        done: dict[int, Any] = {}  # shared inputs stay shared
+
+        def cut(value: Any) -> Any:
+            if id(value) not in done:
+                done[id(value)] = map_per_row(value, self.size, lambda t: t[rows])
+            return done[id(value)]
+
+        return QuestionChunk(self.unit_index[rows], cut(self.hidden), tuple(cut(inputs) for inputs in self.layer_inputs))
 
     def first_sequence(self) -> "QuestionChunk":
         """The chunk cut down to its first sequence (same block inputs, one row)."""
-        return QuestionChunk(
-            self.unit_index[:1], first_row(self.block_args, self.size), first_row(self.block_kwargs, self.size)
-        )
+        return self.select(torch.tensor([0]))
 
 
 def map_per_row(value: Any, n_rows: int, fn: Callable[[torch.Tensor], torch.Tensor]) -> Any:
@@ -75,9 +104,19 @@ def repeat_rows(value: Any, n_rows: int, n_masks: int) -> Any:
     return map_per_row(value, n_rows, lambda t: t.repeat(n_masks, *([1] * (t.dim() - 1))))
 
 
-def first_row(value: Any, n_rows: int) -> Any:
-    """The first row's slice ``[1, ...]`` of every per-row tensor in ``value``."""
-    return map_per_row(value, n_rows, lambda t: t[:1])
+def same_inputs(first: Any, second: Any) -> bool:
+    """Whether two captured block inputs are equal: the same objects, or tensors of equal
+    shape, dtype and values, in the same nesting of tuples, lists and dicts."""
+    if first is second:
+        return True
+    if isinstance(first, torch.Tensor) or isinstance(second, torch.Tensor):
+        return (isinstance(first, torch.Tensor) and isinstance(second, torch.Tensor) and first.shape == second.shape
+                and first.dtype == second.dtype and bool(torch.equal(first, second)))
+    if isinstance(first, (tuple, list)) and isinstance(second, (tuple, list)):
+        return len(first) == len(second) and all(same_inputs(a, b) for a, b in zip(first, second))
+    if isinstance(first, dict) and isinstance(second, dict):
+        return first.keys() == second.keys() and all(same_inputs(first[k], second[k]) for k in first)
+    return type(first) is type(second) and bool(first == second)
 
 
 def _strip_caches(value: Any) -> Any:
@@ -117,41 +156,53 @@ def prepare_block_inputs(value: Any, dtype: torch.dtype) -> Any:
 
 def capture_block_inputs(
     model: Any, ids: torch.Tensor, attention: torch.Tensor, layer: int, dtype: torch.dtype
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """The inputs block ``layer`` receives in ``model``'s clean forward of ``ids``.
+) -> tuple[torch.Tensor, tuple[BlockInputs, ...]]:
+    """What blocks ``layer``… receive in ``model``'s clean forward of ``ids``.
 
     Args:
         model: the bridge whose forward computes the inputs (its blocks 0…layer-1 run).
         ids: ``long[b, pos]`` token ids, left-padded.
         attention: ``long[b, pos]`` attention mask (1 = real token).
-        layer: the block whose inputs are captured; the forward stops there.
+        layer: the first block whose inputs are captured; the forward stops before the last block.
         dtype: the dtype the blocks will be re-run in (floating inputs are cast to it).
 
     Returns:
-        ``(args, kwargs)``: ``args[0]`` is the hidden state ``[b, pos, d_model]``; ``kwargs``
-        are block ``layer``'s keyword arguments (attention mask, rotary embeddings, position
-        ids…), KV caches removed, prepared by :func:`prepare_block_inputs`.
+        ``(hidden, layer_inputs)``: block ``layer``'s hidden state ``[b, pos, d_model]``, and per
+        block ``layer``, ``layer + 1``, … its other positional args and its keyword args
+        (attention mask, rotary embeddings, position ids…), KV caches removed, prepared by
+        :func:`prepare_block_inputs`; equal input sets are one shared object.
     """
-    captured: dict[str, Any] = {}
+    blocks = range(layer, model.cfg.n_layers)
+    captured: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
 
     def grab(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        captured["args"] = tuple(_strip_caches(a) for a in args)
-        captured["kwargs"] = {k: _strip_caches(v) for k, v in kwargs.items()}
-        raise _StopAfterCapture
+        kwargs = {k: _strip_caches(v) for k, v in kwargs.items()}
+        if not args:  # hidden states passed by keyword
+            args = (kwargs.pop("hidden_states"),)
+        captured.append((tuple(_strip_caches(a) for a in args), kwargs))
+        if len(captured) == len(blocks):
+            raise _StopAfterCapture
 
-    handle = model.blocks[layer].register_forward_pre_hook(grab, with_kwargs=True)
+    handles = [model.blocks[i].register_forward_pre_hook(grab, with_kwargs=True) for i in blocks]
     try:
         model(ids, attention_mask=attention, use_cache=False)
     except _StopAfterCapture:
         pass
     finally:
-        handle.remove()
-    if "args" not in captured:
-        raise GameError(f"Block {layer} was never called; unsupported model structure.")
-    args, kwargs = captured["args"], captured["kwargs"]
-    if not args:  # hidden states passed by keyword
-        args = (kwargs.pop("hidden_states"),)
-    return prepare_block_inputs(args, dtype), prepare_block_inputs(kwargs, dtype)
+        for handle in handles:
+            handle.remove()
+    if len(captured) != len(blocks):
+        raise GameError(f"Blocks {layer}…{blocks[-1]} were not each called once; unsupported model structure.")
+    unique: list[tuple[BlockInputs, BlockInputs]] = []  # (as captured, as prepared)
+    layer_inputs = []
+    for args, kwargs in captured:
+        raw = (args[1:], kwargs)
+        prepared = next((ready for seen, ready in unique if same_inputs(seen, raw)), None)
+        if prepared is None:
+            prepared = (prepare_block_inputs(args[1:], dtype), prepare_block_inputs(kwargs, dtype))
+            unique.append((raw, prepared))
+        layer_inputs.append(prepared)
+    return prepare_block_inputs(captured[0][0][0], dtype), tuple(layer_inputs)
 
 
 @torch.inference_mode()
@@ -186,8 +237,8 @@ def question_chunks(
         chunk_ids, chunk_mask = ids[index], attention[index]
         width = int(chunk_mask.sum(dim=1).max())
         chunk_ids, chunk_mask = chunk_ids[:, -width:], chunk_mask[:, -width:]  # drop shared left pad
-        args, kwargs = capture_block_inputs(model, chunk_ids, chunk_mask, layer, dtype)
-        chunks.append(QuestionChunk(index, args, kwargs))
+        hidden, layer_inputs = capture_block_inputs(model, chunk_ids, chunk_mask, layer, dtype)
+        chunks.append(QuestionChunk(index, hidden, layer_inputs))
         start += size
     return chunks
 
@@ -195,25 +246,26 @@ def question_chunks(
 def run_blocks(model: Any, chunk: QuestionChunk, n_masks: int, first_layer: int) -> torch.Tensor:
     """Run blocks ``first_layer``… on the chunk's captured inputs, repeated for ``n_masks`` masks.
 
-    Every block is called with the positional and keyword inputs captured at block
-    ``first_layer`` (only the hidden state changes from block to block). Hooks registered on
-    ``model`` (the ablation hooks) fire as in a full forward; the caller sets one mask row per
-    output row first.
+    Every block is called with its own captured inputs; the hidden state flows from block to
+    block. Hooks registered on ``model`` (the ablation hooks) fire as in a full forward; the
+    caller sets one mask row per output row first.
 
     Returns:
         The final hidden state before the final norm, ``[n_masks * qc, pos, d_model]``
         (mask-major rows).
     """
-    args = repeat_rows(chunk.block_args, chunk.size, n_masks)
-    kwargs = repeat_rows(chunk.block_kwargs, chunk.size, n_masks)
-    hidden, rest = args[0], args[1:]
-    for layer in range(first_layer, model.cfg.n_layers):
+    hidden = repeat_rows(chunk.hidden, chunk.size, n_masks)
+    repeated: dict[int, BlockInputs] = {}  # blocks with equal inputs share one repeat
+    for layer, inputs in zip(range(first_layer, model.cfg.n_layers), chunk.layer_inputs):
+        if id(inputs) not in repeated:
+            repeated[id(inputs)] = repeat_rows(inputs, chunk.size, n_masks)
+        rest, kwargs = repeated[id(inputs)]
         out = model.blocks[layer](hidden, *rest, **kwargs)
         hidden = out[0] if isinstance(out, tuple) else out
     return hidden
 
 
 __all__ = [
-    "QuestionChunk", "capture_block_inputs", "first_row", "map_per_row", "prepare_block_inputs",
-    "question_chunks", "repeat_rows", "run_blocks",
+    "BlockInputs", "QuestionChunk", "capture_block_inputs", "map_per_row", "prepare_block_inputs",
+    "question_chunks", "repeat_rows", "run_blocks", "same_inputs",
 ]

@@ -53,7 +53,14 @@ from .blocks import QuestionChunk, question_chunks, run_blocks
 from .errors import GameError
 from .fused_attention import fusable_layers, use_fused_attention
 from .prompts import concat, encodable, take_first, unit_inputs
-from .scoring import candidate_logits, continuation_logliks_from_hidden, right_aligned_targets, unembedding
+from .scoring import (
+    candidate_logits,
+    continuation_logliks_from_hidden,
+    logit_soft_cap,
+    right_aligned_targets,
+    unembedding,
+)
+from .self_check import verify_game
 
 CPU_MEMORY_BUDGET_MB = 32.0
 ACCELERATOR_MEMORY_BUDGET_MB = 2048.0
@@ -130,6 +137,8 @@ class AblationGame:
         computed_layers = range(self.first_layer, model.cfg.n_layers)
         self.fused_layers = fusable_layers(self.run_model, computed_layers) if fused_attention else []
         self._fused_checked = not self.fused_layers
+        self._verified = False  # the self-check runs before the first evaluation
+        self._soft_cap = logit_soft_cap(model)
         self._unembed_weight, self._unembed_bias = unembedding(self.run_model)
         self._chunks: list[QuestionChunk] | None = None
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
@@ -295,6 +304,9 @@ class AblationGame:
                                            _model_dtype(self.run_model), self.rows_per_batch)
         if not self._fused_checked:
             self._check_fused_attention(self._chunks[0])
+        if not self._verified:
+            verify_game(self, self._chunks[0])  # raises GameError rather than return wrong values
+            self._verified = True
         return self._chunks
 
     @torch.inference_mode()
@@ -333,7 +345,7 @@ class AblationGame:
             return self._cloze_scores(hidden, rows_unit)
         # Letter tasks: one unit per question, so the unit indexes the candidate rows.
         return candidate_logits(self.run_model.ln_final, hidden, self.candidate_ids[rows_unit],
-                                self._unembed_weight, self._unembed_bias)
+                                self._unembed_weight, self._unembed_bias, self._soft_cap)
 
     def _cloze_scores(self, hidden: torch.Tensor, rows_unit: torch.Tensor) -> torch.Tensor:
         """Mean log-prob (nats per token) of each row's answer tokens: ``[rows, pos, d] -> [rows, 1]``.
@@ -347,7 +359,7 @@ class AblationGame:
         per_slice = max(1, int(self.memory_budget_mb * 2**20 // (4 * span * vocab)))
         scores = continuation_logliks_from_hidden(
             hidden[:, -span:, :], targets, self.run_model.ln_final, self._unembed_weight, self._unembed_bias,
-            reduction="mean", rows_per_slice=per_slice,
+            reduction="mean", rows_per_slice=per_slice, soft_cap=self._soft_cap,
         )
         return scores[:, None]
 
@@ -357,9 +369,16 @@ class AblationGame:
         self._fused_checked = True
         chunk = chunk.first_sequence()
         keep_all = np.ones((1, self.n_players), dtype=bool)
-        with use_fused_attention(self.run_model, self.fused_layers):
-            fused = self._run_rows(chunk, keep_all).float()
         bridge = self._run_rows(chunk, keep_all).float()
+        try:
+            with use_fused_attention(self.run_model, self.fused_layers):
+                fused = self._run_rows(chunk, keep_all).float()
+        except (RuntimeError, ValueError, TypeError, NotImplementedError) as err:
+            # A kernel that cannot express this model's attention refuses loudly; keep the bridge's.
+            warnings.warn(f"Fused attention cannot run this model ({type(err).__name__}: "
+                          f"{str(err).splitlines()[0][:200]}); the game uses the bridge's attention.", stacklevel=3)
+            self.fused_layers = []
+            return
         # The kernels sum in another order. Measured on SmolLM2 (logits ~18): fp32 agrees to 1e-5;
         # bf16 to 0.25, i.e. 2 bf16 steps at that size, hence a tolerance relative to the logits.
         # Miswiring (a missed hook, a wrong mask) moves logits by whole units.

@@ -33,6 +33,10 @@ except ImportError:  # pragma: no cover - other TransformerLens versions: keep t
 _FIRED_HOOKS = ("hook_in", "hook_out")
 # TransformerLens config switches that change what the bridge's attention computes.
 _UNSUPPORTED_SWITCHES = ("use_split_qkv_input", "use_attn_in", "use_attn_result", "gated_q_proj")
+# transformers config switches that change the attention math in a way SDPA cannot express
+# (Gemma-2's tanh soft-cap of the scores). Sliding windows, scaling and GQA reach SDPA through
+# the explicit mask, ``scale`` and repeated KV heads, so they fuse.
+_UNSUPPORTED_HF_SWITCHES = ("attn_logit_softcapping",)
 
 
 def _hf_attention(attention_bridge: Any) -> Any | None:
@@ -54,6 +58,8 @@ def fusable(attention_bridge: Any) -> bool:
     if any(getattr(attention_bridge.config, name, False) for name in _UNSUPPORTED_SWITCHES):
         return False
     if getattr(hf_attention, "sinks", None) is not None or getattr(hf_attention, "key_multiplier", None) is not None:
+        return False
+    if any(getattr(hf_config, name, None) for name in _UNSUPPORTED_HF_SWITCHES):
         return False
     return all(hasattr(hf_attention, name) for name in ("q_proj", "k_proj", "v_proj", "o_proj"))
 

@@ -32,6 +32,16 @@ Reduction = Literal["sum", "mean"]
 _REDUCTIONS = ("sum", "mean")
 
 
+def logit_soft_cap(model: Any) -> float:
+    """The final-logit soft-cap the bridge applies (Gemma-2's ``final_logit_softcapping``), 0 = none."""
+    return float(getattr(model.cfg, "output_logits_soft_cap", 0.0) or 0.0)
+
+
+def soft_capped(logits: torch.Tensor, cap: float) -> torch.Tensor:
+    """``cap * tanh(logits / cap)`` as the model's own forward does; ``cap <= 0``: unchanged."""
+    return logits if cap <= 0 else cap * torch.tanh(logits / cap)
+
+
 def unembedding(model: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``W_U`` as ``[vocab, d_model]`` (rows gathered per token) and the bias ``[vocab]`` or
     ``None``, detached: the game scores under inference mode and never trains them."""
@@ -51,6 +61,7 @@ def candidate_logits(
     candidates: torch.Tensor,
     weight: torch.Tensor,
     bias: torch.Tensor | None,
+    soft_cap: float = 0.0,
 ) -> torch.Tensor:
     """Logits of each row's candidate tokens at the last position (letter scoring).
 
@@ -60,6 +71,7 @@ def candidate_logits(
             left-padded, so the last position is every row's answer position.
         candidates: ``long[rows, c]`` candidate token ids of each row.
         weight, bias: the unembedding (:func:`unembedding`), ``[vocab, d_model]`` and ``[vocab]``.
+        soft_cap: the model's final-logit soft-cap (:func:`logit_soft_cap`), 0 = none.
 
     Returns:
         ``float[rows, c]`` logits: ``[rows, d_model] @ [d_model, c]`` per row instead of the
@@ -70,7 +82,7 @@ def candidate_logits(
     logits = torch.einsum("rd,rcd->rc", last.to(rows_weight.dtype), rows_weight)
     if bias is not None:
         logits = logits + bias[candidates]
-    return logits
+    return soft_capped(logits, soft_cap)
 
 
 # ----------------------------------------------------------------------------- cloze scoring
@@ -130,6 +142,7 @@ def continuation_logliks_from_hidden(
     bias: torch.Tensor | None,
     reduction: Reduction = "mean",
     rows_per_slice: int | None = None,
+    soft_cap: float = 0.0,
 ) -> torch.Tensor:
     """:func:`continuation_logliks` from final hidden states at the predicting positions.
 
@@ -142,6 +155,7 @@ def continuation_logliks_from_hidden(
         reduction: ``"sum"`` or ``"mean"``.
         rows_per_slice: rows unembedded at once (bounds the ``[slice, span, vocab]`` logits);
             ``None`` = all rows.
+        soft_cap: the model's final-logit soft-cap (:func:`logit_soft_cap`), 0 = none.
 
     Returns:
         ``float32[rows]`` on the CPU.
@@ -154,7 +168,7 @@ def continuation_logliks_from_hidden(
         logits = normed[rows] @ weight.T.to(normed.dtype)  # [slice, span, vocab]
         if bias is not None:
             logits = logits + bias.to(logits.dtype)
-        scores.append(continuation_logliks(logits, targets[rows], reduction).cpu())
+        scores.append(continuation_logliks(soft_capped(logits, soft_cap), targets[rows], reduction).cpu())
     return torch.cat(scores) if scores else torch.zeros(0)
 
 
@@ -238,5 +252,5 @@ def cloze_choice_logliks(
 
 __all__ = [
     "Reduction", "candidate_logits", "check_reduction", "cloze_choice_logliks", "continuation_logliks",
-    "continuation_logliks_from_hidden", "right_aligned_targets", "unembedding",
+    "continuation_logliks_from_hidden", "logit_soft_cap", "right_aligned_targets", "soft_capped", "unembedding",
 ]

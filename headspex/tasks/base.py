@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -49,6 +49,38 @@ class TaskError(HeadspexError):
 
 class SplitOverlapError(TaskError):
     """Two splits of a task share a question (or one split repeats a question)."""
+
+
+def prompt_token_ids(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of prompts exactly as ``tokenizer(text)`` gives them by default.
+
+    The tokenizer's default special tokens in front of a text (Gemma's and Llama's BOS) are
+    kept: the model was trained with them and scores differ by whole nats without. They are
+    not doubled when a text already starts with them (a chat template writes BOS itself).
+
+    Args:
+        tokenizer: a transformers tokenizer.
+        texts: ``b`` prompt strings.
+
+    Returns:
+        ``b`` lists of token ids (no padding).
+
+    Raises:
+        TaskError: the tokenizer appends special tokens (an EOS) to every text; a prompt's
+            next-token prediction would then follow that token instead of the prompt.
+    """
+    probe_special = list(tokenizer("a")["input_ids"])
+    probe_plain = list(tokenizer("a", add_special_tokens=False)["input_ids"])
+    start = next((i for i in range(len(probe_special)) if probe_special[i:i + len(probe_plain)] == probe_plain), None)
+    if start is None or len(probe_special) > start + len(probe_plain):
+        raise TaskError(
+            f"This tokenizer adds special tokens after every text ({probe_special} for 'a' vs {probe_plain} "
+            "without special tokens); prompts must end where the answer goes. Turn that off "
+            "(e.g. tokenizer.add_eos_token = False) and build the task again."
+        )
+    prefix = probe_special[:start]
+    encoded = [list(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+    return [ids if ids[: len(prefix)] == prefix else prefix + ids for ids in encoded]
 
 
 def question_fingerprint(*parts: str) -> str:

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from headspex.tasks.base import prompt_token_ids
 from headspex.tasks.mmlu.errors import AnswerTokenError, MMLUError
 from headspex.tasks.mmlu.questions import LETTERS, MMLUQuestion, subject_display_name
 
@@ -154,11 +155,10 @@ def continuation_token_ids(tokenizer: Any, context: str, continuation: str) -> t
     across the boundary) the continuation is tokenized alone.
 
     Returns:
-        (context ids as ``tokenizer(context)`` gives them, special tokens included;
-        continuation ids).
+        (context ids as ``tokenizer(context)`` gives them, special tokens included
+        (:func:`headspex.tasks.base.prompt_token_ids`); continuation ids).
     """
-    context_ids = list(tokenizer(context)["input_ids"])
-    whole = list(tokenizer(context + continuation)["input_ids"])
+    context_ids, whole = prompt_token_ids(tokenizer, [context, context + continuation])
     if whole[: len(context_ids)] == context_ids and len(whole) > len(context_ids):
         return context_ids, whole[len(context_ids):]
     return context_ids, encode_text(tokenizer, continuation)
