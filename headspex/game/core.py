@@ -49,6 +49,7 @@ from ..engine.store import MaskStore, mask_key
 from ..components import ComponentLike, Players
 from ..tasks.base import METRICS, PromptSet, calibration_bias, check_disjoint, question_values
 from ..types import AblationMode
+from .block_tail import capture_attention_outputs, kwargs_for, plan_shortcuts, run_blocks_cached, tail_first_sequence
 from .blocks import QuestionChunk, question_chunks, run_blocks
 from .errors import GameError
 from .fused_attention import fusable_layers, use_fused_attention
@@ -109,6 +110,7 @@ class AblationGame:
         cache_dir: str | Path | None = None,
         upstream_cache: bool = True,
         fused_attention: bool = True,
+        shortcuts: bool = True,
         progress: bool = True,
         seed: int = 0,
     ) -> None:
@@ -130,6 +132,10 @@ class AblationGame:
         computed_layers = range(self.first_layer, model.cfg.n_layers)
         self.fused_layers = fusable_layers(self.run_model, computed_layers) if fused_attention else []
         self._fused_checked = not self.fused_layers
+        site_kinds = {site.kind for site in self.ablator.sites}
+        self.shortcut_plan = plan_shortcuts(self.run_model, self.first_layer, site_kinds, shortcuts)
+        self._attention_z: list[torch.Tensor] | None = None  # per chunk: block L's z (cached attention)
+        self._shortcut_checked = not self.shortcut_plan.cached_attention
         self._unembed_weight, self._unembed_bias = unembedding(self.run_model)
         self._chunks: list[QuestionChunk] | None = None
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
@@ -240,6 +246,7 @@ class AblationGame:
             "seed": self.seed,
             "first_computed_layer": self.first_layer,
             "fused_attention_layers": list(self.fused_layers),
+            "shortcuts": self.shortcut_plan.describe(),
         }
 
     def rows_per_batch(self, positions: int) -> int:
@@ -256,7 +263,14 @@ class AblationGame:
 
     def masks_per_batch(self, chunk: QuestionChunk) -> int:
         """Masks per micro-batch for ``chunk`` (each mask runs all of the chunk's sequences)."""
-        return max(1, self.rows_per_batch(chunk.positions) // chunk.size)
+        positions = self._kept_positions(chunk) or chunk.positions
+        return max(1, self.rows_per_batch(positions) // chunk.size)
+
+    def _kept_positions(self, chunk: QuestionChunk) -> int | None:
+        """Positions the last block runs at under the scored-positions shortcut (``None``: all)."""
+        if not self.shortcut_plan.scored_positions_only:
+            return None
+        return int(self._unit_target_lengths[chunk.unit_index].max()) if self.cloze else 1
 
     @property
     def n_cached_masks(self) -> int:
@@ -295,6 +309,13 @@ class AblationGame:
                                            _model_dtype(self.run_model), self.rows_per_batch)
         if not self._fused_checked:
             self._check_fused_attention(self._chunks[0])
+        if self.shortcut_plan.cached_attention and self._attention_z is None:
+            with use_fused_attention(self.run_model, self.fused_layers):
+                self._attention_z = [
+                    capture_attention_outputs(self.run_model, chunk, self.first_layer,
+                                              kwargs_for(chunk, self.first_layer))
+                    for chunk in self._chunks
+                ]
         return self._chunks
 
     @torch.inference_mode()
@@ -308,11 +329,14 @@ class AblationGame:
         bar = tqdm(total=total_rows, desc="ablations", unit="row", disable=not self.progress, leave=False)
         hooks = self.run_model.hooks(fwd_hooks=self.ablator.fwd_hooks())
         with hooks, use_fused_attention(self.run_model, self.fused_layers):
-            for chunk in chunks:
+            if not self._shortcut_checked:
+                self._check_shortcuts(chunks[0], masks[:1])
+            for index, chunk in enumerate(chunks):
                 masks_per_batch = self.masks_per_batch(chunk)
+                z = self._attention_z[index] if self._attention_z is not None else None
                 for start in range(0, len(masks), masks_per_batch):
                     block = masks[start : start + masks_per_batch]
-                    logits = self._run_rows(chunk, block)  # [len(block) * qc, c or 1]
+                    logits = self._run_rows(chunk, block, z)  # [len(block) * qc, c or 1]
                     logits = logits.view(len(block), chunk.size, -1).float().cpu().numpy()
                     results[start : start + len(block)][:, chunk.unit_index.numpy()] = logits
                     self.n_row_evaluations += len(block) * chunk.size
@@ -320,14 +344,18 @@ class AblationGame:
         bar.close()
         return results.reshape(len(masks), n_all, -1)  # cloze: units are question-major
 
-    def _run_rows(self, chunk: QuestionChunk, masks: np.ndarray) -> torch.Tensor:
+    def _run_rows(self, chunk: QuestionChunk, masks: np.ndarray, z: torch.Tensor | None = None) -> torch.Tensor:
         """Candidate logits of rows (mask-major): ``float[len(masks) * qc, c]``; cloze: the
-        mean answer-token log-prob of each row's sequence, ``float[len(masks) * qc, 1]``."""
+        mean answer-token log-prob of each row's sequence, ``float[len(masks) * qc, 1]``.
+        With ``z`` (block L's cached attention output), the shortcuts' path; else the general one."""
         n_masks, qc = len(masks), chunk.size
         row_masks = torch.from_numpy(np.repeat(masks, qc, axis=0))
         sources = self._resample_sources(masks, chunk) if self.mode == AblationMode.RESAMPLE else None
         self.ablator.set_mask(row_masks, resample_sources=sources)
-        hidden = run_blocks(self.run_model, chunk, n_masks, self.first_layer)
+        if z is None:
+            hidden = run_blocks(self.run_model, chunk, n_masks, self.first_layer)
+        else:
+            hidden = run_blocks_cached(self.run_model, chunk, z, n_masks, self.first_layer, self._kept_positions(chunk))
         rows_unit = chunk.unit_index.repeat(n_masks)
         if self.cloze:
             return self._cloze_scores(hidden, rows_unit)
@@ -374,6 +402,25 @@ class AblationGame:
             )
             self.fused_layers = []
 
+    def _check_shortcuts(self, chunk: QuestionChunk, masks: np.ndarray) -> None:
+        """Shortcut path against the general path on one sequence, under ``masks[0]`` and its
+        complement; a :class:`GameError` if they differ (a wrong value is never returned)."""
+        assert self._attention_z is not None
+        self._shortcut_checked = True
+        masks = np.concatenate([masks[:1], ~masks[:1]])
+        one = chunk.first_sequence()
+        fast = self._run_rows(one, masks, tail_first_sequence(self._attention_z[0], chunk)).float()
+        general = self._run_rows(one, masks).float()
+        # Same kernels on the same inputs; only the batch shape differs (fp32 ~1e-6 on SmolLM2).
+        scale = max(1.0, float(general.abs().max()))
+        tolerance = 1e-4 * scale if self.run_dtype is None else max(0.5, 0.05 * scale)
+        difference = float((fast - general).abs().max())
+        if not difference <= tolerance:
+            raise GameError(
+                f"The game's shortcuts change values by {difference:.3g} (> {tolerance:.3g}) on this model; "
+                "build the game with shortcuts=False and report the model."
+            )
+
     def _resample_sources(self, masks: np.ndarray, chunk: QuestionChunk) -> np.ndarray:
         # A function of (seed, mask, question) only, so values do not depend on batching.
         assert self.reference_activations is not None
@@ -395,6 +442,7 @@ class AblationGame:
         # Neither upstream caching nor the attention kernel changes values (beyond rounding).
         info.pop("first_computed_layer", None)
         info.pop("fused_attention_layers", None)
+        info.pop("shortcuts", None)  # exact shortcuts do not change values (checked on first use)
         return info
 
     def _check_cache_owner(self) -> None:
