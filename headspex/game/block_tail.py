@@ -176,6 +176,23 @@ def cached_attention(attention: Any, z: torch.Tensor) -> Iterator[None]:
             attention.__dict__["forward"] = saved
 
 
+def check_shortcut_values(fast: torch.Tensor, general: torch.Tensor, low_precision: bool) -> None:
+    """Raise a :class:`GameError` unless the shortcut path's values ``fast`` equal the general
+    path's ``general`` (same shape, any float) within rounding.
+
+    Both run the same kernels on the same inputs; only batch shapes differ (fp32: ~1e-6 on
+    SmolLM2). bf16: 2 bf16 steps at the logits' size, as for the fused-attention check.
+    """
+    scale = max(1.0, float(general.abs().max()))
+    tolerance = max(0.5, 0.05 * scale) if low_precision else 1e-4 * scale
+    difference = float((fast - general).abs().max())
+    if not difference <= tolerance:
+        raise GameError(
+            f"The game's shortcuts change values by {difference:.3g} (> {tolerance:.3g}) on this model; "
+            "build the game with shortcuts=False and report the model."
+        )
+
+
 def kwargs_for(chunk: QuestionChunk, layer: int) -> dict[str, Any]:
     """Block ``layer``'s keyword inputs for the chunk: its own where the chunk keeps them per layer."""
     per_layer = getattr(chunk, "kwargs_for", None)
@@ -203,11 +220,12 @@ def run_blocks_cached(
     Returns:
         The final hidden state before the final norm, ``[n_masks * qc, pos or keep_last, d_model]``.
     """
-    hidden = repeat_rows(chunk.block_args[0], chunk.size, n_masks)
+    hidden = chunk.block_args[0]
+    if keep_last is not None:  # slice before repeating; contiguous for kernels that view()
+        hidden, z = hidden[:, -keep_last:].contiguous(), z[:, -keep_last:].contiguous()
+    hidden = repeat_rows(hidden, chunk.size, n_masks)
     rest = repeat_rows(chunk.block_args[1:], chunk.size, n_masks)
     z_rows = repeat_rows(z, chunk.size, n_masks)
-    if keep_last is not None:
-        hidden, z_rows = hidden[:, -keep_last:], z_rows[:, -keep_last:]
     repeated: dict[int, dict[str, Any]] = {}  # layers sharing one kwargs dict share its repeat
     for layer in range(first_layer, model.cfg.n_layers):
         layer_kwargs = kwargs_for(chunk, layer)
@@ -224,6 +242,6 @@ def run_blocks_cached(
 
 
 __all__ = [
-    "ShortcutPlan", "cached_attention", "capture_attention_outputs", "kwargs_for", "plan_shortcuts",
+    "ShortcutPlan", "cached_attention", "capture_attention_outputs", "check_shortcut_values", "kwargs_for", "plan_shortcuts",
     "run_blocks_cached", "tail_first_sequence",
 ]

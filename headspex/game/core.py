@@ -13,6 +13,10 @@ Where the time goes, and what the game does about it:
   rotary embeddings, position ids) is computed once per question and blocks L… run per
   row. TransformerLens's ``start_at_layer`` still runs blocks 0…L-1, so the game calls the
   bridge's blocks itself (:mod:`headspex.game.blocks`).
+* **Block L's attention once per question; the last block at the scored positions only.**
+  Block L's norm, q/k/v and attention precede every ablation site, so its per-head outputs
+  are cached per question; when L is the last block it runs only where scores are read
+  (:mod:`headspex.game.block_tail`; ``shortcuts``, checked against the general path once).
 * **Fused attention.** The bridge rebuilds attention eagerly so pattern hooks can fire; the
   game hooks none of them, so blocks it runs use PyTorch's SDPA kernel through the wrapped
   HF attention (:mod:`headspex.game.fused_attention`), checked against the bridge's path
@@ -49,15 +53,15 @@ from ..engine.store import MaskStore, mask_key
 from ..components import ComponentLike, Players
 from ..tasks.base import METRICS, PromptSet, calibration_bias, check_disjoint, question_values
 from ..types import AblationMode
-from .block_tail import capture_attention_outputs, kwargs_for, plan_shortcuts, run_blocks_cached, tail_first_sequence
+from .block_tail import (capture_attention_outputs, check_shortcut_values, kwargs_for, plan_shortcuts,
+                         run_blocks_cached, tail_first_sequence)
 from .blocks import QuestionChunk, question_chunks, run_blocks
 from .errors import GameError
+from .settings import ACCELERATOR_MEMORY_BUDGET_MB, CPU_MEMORY_BUDGET_MB, _memory_budget, _model_dtype, _run_dtype
 from .fused_attention import fusable_layers, use_fused_attention
 from .prompts import concat, encodable, take_first, unit_inputs
 from .scoring import candidate_logits, continuation_logliks_from_hidden, right_aligned_targets, unembedding
 
-CPU_MEMORY_BUDGET_MB = 32.0
-ACCELERATOR_MEMORY_BUDGET_MB = 2048.0
 _REFERENCE_MODES = (AblationMode.MEAN, AblationMode.RESAMPLE)
 
 
@@ -89,6 +93,10 @@ class AblationGame:
             model's attention allows it (:mod:`headspex.game.fused_attention`). On first use the
             game compares the fused and the bridge's path on one unablated question and
             falls back to the bridge's path, with a warning, if their values differ.
+        shortcuts: cache block L's attention output per question and, when L is the last
+            block, run it at the scored positions only (:mod:`headspex.game.block_tail`);
+            ``describe()["shortcuts"]`` says which apply and why not. On first use the game
+            compares them with the general path on one sequence and raises if they differ.
         progress: show a tqdm bar per call.
         seed: seeds resample sources (a function of mask and question, so batching-invariant).
     """
@@ -410,16 +418,7 @@ class AblationGame:
         masks = np.concatenate([masks[:1], ~masks[:1]])
         one = chunk.first_sequence()
         fast = self._run_rows(one, masks, tail_first_sequence(self._attention_z[0], chunk)).float()
-        general = self._run_rows(one, masks).float()
-        # Same kernels on the same inputs; only the batch shape differs (fp32 ~1e-6 on SmolLM2).
-        scale = max(1.0, float(general.abs().max()))
-        tolerance = 1e-4 * scale if self.run_dtype is None else max(0.5, 0.05 * scale)
-        difference = float((fast - general).abs().max())
-        if not difference <= tolerance:
-            raise GameError(
-                f"The game's shortcuts change values by {difference:.3g} (> {tolerance:.3g}) on this model; "
-                "build the game with shortcuts=False and report the model."
-            )
+        check_shortcut_values(fast, self._run_rows(one, masks).float(), low_precision=self.run_dtype is not None)
 
     def _resample_sources(self, masks: np.ndarray, chunk: QuestionChunk) -> np.ndarray:
         # A function of (seed, mask, question) only, so values do not depend on batching.
@@ -479,35 +478,6 @@ def _checked_metric(metric: str) -> str:
     if metric not in METRICS:
         raise GameError(f"Unknown metric '{metric}'; choose one of {METRICS}.")
     return metric
-
-
-def _memory_budget(memory_budget_mb: float | None, model: Any) -> float:
-    """The given budget, or the default for the device the model is on."""
-    if memory_budget_mb is not None:
-        return memory_budget_mb
-    on_cpu = next(model.parameters()).device.type == "cpu"
-    return CPU_MEMORY_BUDGET_MB if on_cpu else ACCELERATOR_MEMORY_BUDGET_MB
-
-
-def _model_dtype(model: Any) -> torch.dtype:
-    return next(model.parameters()).dtype
-
-
-def _run_dtype(dtype: str | torch.dtype | None, model: Any) -> torch.dtype | None:
-    if dtype is None:
-        return None
-    if isinstance(dtype, str):
-        names = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": None, "fp32": None}
-        if dtype.lower() not in names:
-            raise GameError(f"Unknown dtype '{dtype}'; use 'bfloat16' or 'float32'.")
-        dtype = names[dtype.lower()]
-        if dtype is None:
-            return None
-    if dtype == _model_dtype(model):
-        return None
-    if dtype != torch.bfloat16:
-        raise GameError(f"Only bfloat16 runs are supported, got {dtype}.")
-    return dtype
 
 
 __all__ = ["ACCELERATOR_MEMORY_BUDGET_MB", "CPU_MEMORY_BUDGET_MB", "AblationGame"]
