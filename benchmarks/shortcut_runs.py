@@ -139,13 +139,13 @@ def compare(model: Any, layer: int, n_shots: int, scoring: str, n_questions: int
     }
 
 
-CONFIGS = [  # (layer, shots, scoring, questions per mask, masks, naive rows, masks per group)
-    (20, 5, "letter", 8, 2, 4, 1),
+CONFIGS = [  # (layer, shots, scoring, questions per mask, masks, naive rows, masks per group), by value per minute
+    (29, 0, "letter", 8, 16, 4, 8),
+    (20, 5, "letter", 8, 2, 2, 1),
+    (20, 0, "letter", 8, 2, 2, 1),
+    (20, 0, "cloze", 4, 2, 4, 1),
+    (0, 0, "letter", 8, 2, 2, 1),
     (20, 5, "letter", 40, 1, 2, 1),
-    (20, 0, "cloze", 4, 2, 8, 1),
-    (29, 0, "letter", 8, 32, 8, 8),
-    (0, 0, "letter", 8, 2, 4, 1),
-    (20, 0, "letter", 8, 6, 4, 2),
 ]
 TARGETS = {(20, 5, "letter", 8): 3.0, (20, 5, "letter", 40): 4.5, (20, 0, "cloze", 4): 2.5,
            (29, 0, "letter", 8): 5.0, (0, 0, "letter", 8): 1.0, (20, 0, "letter", 8): 1.0}
