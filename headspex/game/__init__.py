@@ -4,6 +4,9 @@
   micro-batches, the mask store (cache and resume).
 * :mod:`~headspex.game.blocks` – the block runner: block L's inputs captured once per
   question, blocks L… re-run per (mask, question) row.
+* :mod:`~headspex.game.block_tail` – the shortcuts: block L's attention output cached per
+  question, the last block at the scored positions only (``AblationGame(shortcuts=…)``).
+* :mod:`~headspex.game.settings` – memory budget per micro-batch and run dtype.
 * :mod:`~headspex.game.scoring` – the letter scorer and the one cloze scorer
   (:func:`continuation_logliks`), also as plain forwards on cloze items
   (:func:`cloze_choice_logliks`).
