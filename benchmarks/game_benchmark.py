@@ -243,6 +243,7 @@ def memory_probe(kind: str, layer: int, rows: int) -> None:
         for chunk in game._question_chunks():
             tensors = [t for t in list(chunk.block_args) + list(chunk.block_kwargs.values()) if isinstance(t, torch.Tensor)]
             cache_mb += sum(t.numel() * t.element_size() for t in tensors) / 2**20
+        cache_mb += sum(z.numel() * z.element_size() for z in game._attention_z or []) / 2**20
     with torch.inference_mode():  # warm-up: allocator pools and lazy init are not the batch's cost
         model(ids[:1], attention_mask=attention[:1])
     with PeakRSS() as rss, torch.inference_mode():
@@ -306,9 +307,14 @@ def main() -> None:
     parser.add_argument("--memory-probe", choices=["plain", "game"])
     parser.add_argument("--layer", type=int, default=20)
     parser.add_argument("--rows", type=int, default=8)
+    parser.add_argument("--shortcuts", action="store_true",
+                        help="only the shortcut comparison (benchmarks/shortcut_runs.py), merged into game.json/.md")
     args = parser.parse_args()
     if args.memory_probe:
         memory_probe(args.memory_probe, args.layer, args.rows)
+        return
+    if args.shortcuts:
+        shortcut_benchmark()
         return
     torch.set_num_threads(2)
     n_questions, n_masks, n_naive = (4, 4, 4) if args.quick else (8, 16, 8)
@@ -330,6 +336,35 @@ def main() -> None:
     (RESULTS / "game.json").write_text(json.dumps(results, indent=1))
     (RESULTS / "game.md").write_text(render(results))
     print(render(results))
+
+
+def shortcut_benchmark() -> None:
+    """The shortcut game vs today's game and the naive loop; merged into game.json / game.md."""
+    import shortcut_runs
+
+    torch.set_num_threads(2)
+    began = time.perf_counter()
+    model = load_model("smollm2-135m")
+    runs: list[dict[str, Any]] = []
+    memory_runs: list[dict[str, Any]] = []
+
+    def write() -> None:  # after every run: a run cut short still leaves what it measured
+        minutes = (time.perf_counter() - began) / 60
+        path = RESULTS / "game.json"
+        results = json.loads(path.read_text()) if path.exists() else {}
+        results["shortcuts"] = {"runs": runs, "memory": memory_runs, "minutes": minutes}
+        path.write_text(json.dumps(results, indent=1))
+        text = render(results) if "speed" in results else ""
+        (RESULTS / "game.md").write_text(text + shortcut_runs.render(runs, memory_runs, minutes))
+
+    for config in shortcut_runs.CONFIGS:
+        runs.append(shortcut_runs.compare(model, *config))
+        print(json.dumps(runs[-1]), flush=True)
+        write()
+    if os.environ.get("HEADSPEX_BENCH_MEMORY", "1") == "1":
+        memory_runs.extend(memory(layer, 8) for layer in (20, 29))
+        write()
+    print(shortcut_runs.render(runs, memory_runs, (time.perf_counter() - began) / 60))
 
 
 def render(results: dict[str, Any]) -> str:

@@ -6,6 +6,9 @@
   question (each block its own: layer types differ), blocks L… re-run per (mask, question) row.
 * :mod:`~headspex.game.self_check` – once per game, its rows against the bridge's own forward
   (a difference raises :class:`GameError`).
+* :mod:`~headspex.game.block_tail` – the shortcuts: block L's attention output cached per
+  question, the last block at the scored positions only (``AblationGame(shortcuts=…)``).
+* :mod:`~headspex.game.settings` – memory budget per micro-batch and run dtype.
 * :mod:`~headspex.game.scoring` – the letter scorer and the one cloze scorer
   (:func:`continuation_logliks`), also as plain forwards on cloze items
   (:func:`cloze_choice_logliks`).

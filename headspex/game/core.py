@@ -13,6 +13,10 @@ Where the time goes, and what the game does about it:
   rotary embeddings, position ids) is computed once per question and blocks L… run per
   row. TransformerLens's ``start_at_layer`` still runs blocks 0…L-1, so the game calls the
   bridge's blocks itself (:mod:`headspex.game.blocks`).
+* **Block L's attention once per question; the last block at the scored positions only.**
+  Block L's norm, q/k/v and attention precede every ablation site, so its per-head outputs
+  are cached per question; when L is the last block it runs only where scores are read
+  (:mod:`headspex.game.block_tail`; ``shortcuts``, checked against the general path once).
 * **Fused attention.** The bridge rebuilds attention eagerly so pattern hooks can fire; the
   game hooks none of them, so blocks it runs use PyTorch's SDPA kernel through the wrapped
   HF attention (:mod:`headspex.game.fused_attention`), checked against the bridge's path
@@ -49,8 +53,11 @@ from ..engine.store import MaskStore, mask_key
 from ..components import ComponentLike, Players
 from ..tasks.base import METRICS, PromptSet, calibration_bias, check_disjoint, question_values
 from ..types import AblationMode
+from .block_tail import (capture_attention_outputs, check_shortcut_values, plan_shortcuts,
+                         run_blocks_cached, tail_first_sequence)
 from .blocks import QuestionChunk, question_chunks, run_blocks
 from .errors import GameError
+from .settings import ACCELERATOR_MEMORY_BUDGET_MB, CPU_MEMORY_BUDGET_MB, _memory_budget, _model_dtype, _run_dtype
 from .fused_attention import fusable_layers, use_fused_attention
 from .prompts import concat, encodable, take_first, unit_inputs
 from .scoring import (
@@ -62,8 +69,6 @@ from .scoring import (
 )
 from .self_check import verify_game
 
-CPU_MEMORY_BUDGET_MB = 32.0
-ACCELERATOR_MEMORY_BUDGET_MB = 2048.0
 _REFERENCE_MODES = (AblationMode.MEAN, AblationMode.RESAMPLE)
 
 
@@ -95,6 +100,10 @@ class AblationGame:
             model's attention allows it (:mod:`headspex.game.fused_attention`). On first use the
             game compares the fused and the bridge's path on one unablated question and
             falls back to the bridge's path, with a warning, if their values differ.
+        shortcuts: cache block L's attention output per question and, when L is the last
+            block, run it at the scored positions only (:mod:`headspex.game.block_tail`);
+            ``describe()["shortcuts"]`` says which apply and why not. On first use the game
+            compares them with the general path on one sequence and raises if they differ.
         progress: show a tqdm bar per call.
         seed: seeds resample sources (a function of mask and question, so batching-invariant).
     """
@@ -116,6 +125,7 @@ class AblationGame:
         cache_dir: str | Path | None = None,
         upstream_cache: bool = True,
         fused_attention: bool = True,
+        shortcuts: bool = True,
         progress: bool = True,
         seed: int = 0,
     ) -> None:
@@ -139,6 +149,10 @@ class AblationGame:
         self._fused_checked = not self.fused_layers
         self._verified = False  # the self-check runs before the first evaluation
         self._soft_cap = logit_soft_cap(model)
+        site_kinds = {site.kind for site in self.ablator.sites}
+        self.shortcut_plan = plan_shortcuts(self.run_model, self.first_layer, site_kinds, shortcuts)
+        self._attention_z: list[torch.Tensor] | None = None  # per chunk: block L's z (cached attention)
+        self._shortcut_checked = not self.shortcut_plan.cached_attention
         self._unembed_weight, self._unembed_bias = unembedding(self.run_model)
         self._chunks: list[QuestionChunk] | None = None
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
@@ -249,6 +263,7 @@ class AblationGame:
             "seed": self.seed,
             "first_computed_layer": self.first_layer,
             "fused_attention_layers": list(self.fused_layers),
+            "shortcuts": self.shortcut_plan.describe(),
         }
 
     def rows_per_batch(self, positions: int) -> int:
@@ -265,7 +280,14 @@ class AblationGame:
 
     def masks_per_batch(self, chunk: QuestionChunk) -> int:
         """Masks per micro-batch for ``chunk`` (each mask runs all of the chunk's sequences)."""
-        return max(1, self.rows_per_batch(chunk.positions) // chunk.size)
+        positions = self._kept_positions(chunk) or chunk.positions
+        return max(1, self.rows_per_batch(positions) // chunk.size)
+
+    def _kept_positions(self, chunk: QuestionChunk) -> int | None:
+        """Positions the last block runs at under the scored-positions shortcut (``None``: all)."""
+        if not self.shortcut_plan.scored_positions_only:
+            return None
+        return int(self._unit_target_lengths[chunk.unit_index].max()) if self.cloze else 1
 
     @property
     def n_cached_masks(self) -> int:
@@ -307,6 +329,12 @@ class AblationGame:
         if not self._verified:
             verify_game(self, self._chunks[0])  # raises GameError rather than return wrong values
             self._verified = True
+        if self.shortcut_plan.cached_attention and self._attention_z is None:
+            with use_fused_attention(self.run_model, self.fused_layers):
+                self._attention_z = [
+                    capture_attention_outputs(self.run_model, chunk, self.first_layer, chunk.block_kwargs)
+                    for chunk in self._chunks
+                ]
         return self._chunks
 
     @torch.inference_mode()
@@ -320,11 +348,14 @@ class AblationGame:
         bar = tqdm(total=total_rows, desc="ablations", unit="row", disable=not self.progress, leave=False)
         hooks = self.run_model.hooks(fwd_hooks=self.ablator.fwd_hooks())
         with hooks, use_fused_attention(self.run_model, self.fused_layers):
-            for chunk in chunks:
+            if not self._shortcut_checked:
+                self._check_shortcuts(chunks[0], masks[:1])
+            for index, chunk in enumerate(chunks):
                 masks_per_batch = self.masks_per_batch(chunk)
+                z = self._attention_z[index] if self._attention_z is not None else None
                 for start in range(0, len(masks), masks_per_batch):
                     block = masks[start : start + masks_per_batch]
-                    logits = self._run_rows(chunk, block)  # [len(block) * qc, c or 1]
+                    logits = self._run_rows(chunk, block, z)  # [len(block) * qc, c or 1]
                     logits = logits.view(len(block), chunk.size, -1).float().cpu().numpy()
                     results[start : start + len(block)][:, chunk.unit_index.numpy()] = logits
                     self.n_row_evaluations += len(block) * chunk.size
@@ -332,14 +363,18 @@ class AblationGame:
         bar.close()
         return results.reshape(len(masks), n_all, -1)  # cloze: units are question-major
 
-    def _run_rows(self, chunk: QuestionChunk, masks: np.ndarray) -> torch.Tensor:
+    def _run_rows(self, chunk: QuestionChunk, masks: np.ndarray, z: torch.Tensor | None = None) -> torch.Tensor:
         """Candidate logits of rows (mask-major): ``float[len(masks) * qc, c]``; cloze: the
-        mean answer-token log-prob of each row's sequence, ``float[len(masks) * qc, 1]``."""
+        mean answer-token log-prob of each row's sequence, ``float[len(masks) * qc, 1]``.
+        With ``z`` (block L's cached attention output), the shortcuts' path; else the general one."""
         n_masks, qc = len(masks), chunk.size
         row_masks = torch.from_numpy(np.repeat(masks, qc, axis=0))
         sources = self._resample_sources(masks, chunk) if self.mode == AblationMode.RESAMPLE else None
         self.ablator.set_mask(row_masks, resample_sources=sources)
-        hidden = run_blocks(self.run_model, chunk, n_masks, self.first_layer)
+        if z is None:
+            hidden = run_blocks(self.run_model, chunk, n_masks, self.first_layer)
+        else:
+            hidden = run_blocks_cached(self.run_model, chunk, z, n_masks, self.first_layer, self._kept_positions(chunk))
         rows_unit = chunk.unit_index.repeat(n_masks)
         if self.cloze:
             return self._cloze_scores(hidden, rows_unit)
@@ -393,6 +428,16 @@ class AblationGame:
             )
             self.fused_layers = []
 
+    def _check_shortcuts(self, chunk: QuestionChunk, masks: np.ndarray) -> None:
+        """Shortcut path against the general path on one sequence, under ``masks[0]`` and its
+        complement; a :class:`GameError` if they differ (a wrong value is never returned)."""
+        assert self._attention_z is not None
+        self._shortcut_checked = True
+        masks = np.concatenate([masks[:1], ~masks[:1]])
+        one = chunk.first_sequence()
+        fast = self._run_rows(one, masks, tail_first_sequence(self._attention_z[0], chunk)).float()
+        check_shortcut_values(fast, self._run_rows(one, masks).float(), low_precision=self.run_dtype is not None)
+
     def _resample_sources(self, masks: np.ndarray, chunk: QuestionChunk) -> np.ndarray:
         # A function of (seed, mask, question) only, so values do not depend on batching.
         assert self.reference_activations is not None
@@ -414,6 +459,7 @@ class AblationGame:
         # Neither upstream caching nor the attention kernel changes values (beyond rounding).
         info.pop("first_computed_layer", None)
         info.pop("fused_attention_layers", None)
+        info.pop("shortcuts", None)  # exact shortcuts do not change values (checked on first use)
         return info
 
     def _check_cache_owner(self) -> None:
@@ -450,35 +496,6 @@ def _checked_metric(metric: str) -> str:
     if metric not in METRICS:
         raise GameError(f"Unknown metric '{metric}'; choose one of {METRICS}.")
     return metric
-
-
-def _memory_budget(memory_budget_mb: float | None, model: Any) -> float:
-    """The given budget, or the default for the device the model is on."""
-    if memory_budget_mb is not None:
-        return memory_budget_mb
-    on_cpu = next(model.parameters()).device.type == "cpu"
-    return CPU_MEMORY_BUDGET_MB if on_cpu else ACCELERATOR_MEMORY_BUDGET_MB
-
-
-def _model_dtype(model: Any) -> torch.dtype:
-    return next(model.parameters()).dtype
-
-
-def _run_dtype(dtype: str | torch.dtype | None, model: Any) -> torch.dtype | None:
-    if dtype is None:
-        return None
-    if isinstance(dtype, str):
-        names = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float32": None, "fp32": None}
-        if dtype.lower() not in names:
-            raise GameError(f"Unknown dtype '{dtype}'; use 'bfloat16' or 'float32'.")
-        dtype = names[dtype.lower()]
-        if dtype is None:
-            return None
-    if dtype == _model_dtype(model):
-        return None
-    if dtype != torch.bfloat16:
-        raise GameError(f"Only bfloat16 runs are supported, got {dtype}.")
-    return dtype
 
 
 __all__ = ["ACCELERATOR_MEMORY_BUDGET_MB", "CPU_MEMORY_BUDGET_MB", "AblationGame"]
