@@ -34,9 +34,12 @@ def letter_task(model: Any, n_shots: int) -> MMLUTask:
                     n_attribution=4, n_shots=n_shots)
 
 
-@pytest.mark.parametrize("n_shots", [0, 5])
-@pytest.mark.parametrize("mode", ["zero", "zero_rescaled", "mean", "resample"])
-@pytest.mark.parametrize("player_set", list(PLAYER_SETS))
+LETTER_CASES = [(s, m, 0) for s in PLAYER_SETS for m in ("zero", "zero_rescaled", "mean", "resample")] + [
+    (s, m, 5) for s in ("heads@L1", "heads@last", "layers@last") for m in ("zero", "resample")
+]
+
+
+@pytest.mark.parametrize("player_set,mode,n_shots", LETTER_CASES)
 def test_letter_shortcuts_equal_naive_loop(tiny: Any, player_set: str, mode: str, n_shots: int) -> None:
     names = PLAYER_SETS[player_set]
     game = AblationGame(tiny, letter_task(tiny, n_shots), Players(names, tiny), mode=mode, progress=False)
