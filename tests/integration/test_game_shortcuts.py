@@ -42,9 +42,12 @@ def long_context() -> dict[str, Any]:
     return {name: tiny_model(name, seed=0, n_layers=3, n_ctx=1024) for name in ("llama", "gpt2")}
 
 
-@pytest.mark.parametrize("n_shots", [0, 5])
-@pytest.mark.parametrize("mode", ["zero", "zero_rescaled", "mean", "resample"])
-@pytest.mark.parametrize("player_set", list(PLAYER_SETS))
+LETTER_CASES = [(s, m, 0) for s in PLAYER_SETS for m in ("zero", "zero_rescaled", "mean", "resample")] + [
+    (s, m, 5) for s in ("heads@L1", "heads@last", "layers@last") for m in ("zero", "resample")
+]
+
+
+@pytest.mark.parametrize("player_set,mode,n_shots", LETTER_CASES)
 def test_letter_shortcuts_equal_naive_loop(tiny: Any, long_context: dict[str, Any], player_set: str, mode: str,
                                            n_shots: int) -> None:
     names = PLAYER_SETS[player_set]
