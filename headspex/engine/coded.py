@@ -20,7 +20,7 @@ code), this module designs the masks so that the spectrum can be *decoded*:
 The masks are marginally uniform, so every other candidate generator (tree proxy, sparse
 regression) uses them as ordinary training rows; the estimator then chooses between candidate
 sets by cross-validation. The design never refuses a budget: :func:`plan_coded` returns
-``None`` when the budget cannot hold even 8 buckets, and the caller falls back to i.i.d. masks.
+``None`` when the budget cannot hold even 16 buckets per hash, and the caller falls back to i.i.d. masks.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from scipy.linalg import hadamard
 from .interactions import Subset
 from ..errors import EngineError
 
-#: Fewest buckets per hash worth decoding (below this almost every bucket collides).
-MIN_BUCKET_BITS = 3
+#: Fewest buckets per hash worth decoding (with 8 buckets and ~10 terms almost every bucket collides).
+MIN_BUCKET_BITS = 4
 #: Largest number of buckets per hash (the b-bit transform is a dense 2^b x 2^b product).
 MAX_BUCKET_BITS = 8
 #: Extra syndrome bits beyond log2(number of candidate terms), so a wrong decode is unlikely.
@@ -73,11 +73,11 @@ def syndrome_bits(n_players: int, max_order: int) -> int:
 
 
 def plan_coded(n_players: int, budget: int, max_order: int = 3, max_hashes: int = 3) -> CodedPlan | None:
-    """Largest coded design that fits ``budget`` masks, or ``None`` if fewer than 8 buckets fit.
+    """Largest coded design that fits ``budget`` masks, or ``None`` if fewer than 16 buckets fit.
 
     More buckets per hash are preferred to more hashes up to 2^b >= 4 C (p + 1)-ish balance: we
     take the number of hashes C in 1..max_hashes that maximises the buckets each term sees
-    (C x 2^b), requiring 2^b >= 8; ties go to more hashes (they resolve collisions by peeling).
+    (C x 2^b), requiring 2^b >= 16; ties go to more hashes (they resolve collisions by peeling).
     """
     t = max(1, min(int(max_order), 3))
     if n_players < 2:
