@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .candidates import cv_prefix_errors, mean_curve, pursuit_ranking
+from .candidates import cv_prefix_errors, lasso_search, mean_curve, pursuit_ranking
 from .interactions import Subset, basis_matrix
 
 #: Largest ladder order detected (full + singles + pairs).
@@ -94,22 +94,37 @@ def anchored_search(
         pool = sorted({s for s in extra_pool if len(s) > order}, key=lambda s: (len(s), s))
     position = np.full(len(masks), -1)
     position[free] = np.arange(len(free))
+    local_folds = [position[val] for val in folds]
+    pursued = _pursued_residual(masks[free], residual[free], pool, local_folds, max_terms)
+    shrunk = lasso_search(masks[free], residual[free], "removal", pool, local_folds, fit_intercept=False)
+    best = pursued if pursued["cv_mse"] <= shrunk["cv_mse"] else shrunk
+    terms = dict(low)
+    for subset, coef in best["terms"].items():
+        terms[subset] = terms.get(subset, 0.0) + coef
+    return {"terms": terms, "cv_mse": float(best["cv_mse"]), "k": int(best["k"]),
+            "residual_fit": "pursuit" if best is pursued else "lasso"}
+
+
+def _pursued_residual(
+    masks: np.ndarray, residual: np.ndarray, pool: list[Subset], folds: list[np.ndarray], max_terms: int
+) -> dict[str, Any]:
+    """Pursuit of the residual over ``pool`` (no constant), size by nested CV, least-squares refit."""
+    all_rows = np.arange(len(residual))
     curves = []
     for val in folds:
-        train = np.setdiff1d(free, val, assume_unique=True)
+        train = np.setdiff1d(all_rows, val, assume_unique=True)
         ranking = pursuit_ranking(masks[train], residual[train], "removal", pool, max_terms)[1:]
         baseline = float(np.mean(residual[val] ** 2))
         if ranking:
-            errors = cv_prefix_errors(basis_matrix(masks[free], ranking, "removal"), residual[free], [position[val]])[0]
+            errors = cv_prefix_errors(basis_matrix(masks, ranking, "removal"), residual, [val])[0]
             curves.append(np.concatenate([[baseline], errors]))
         else:
             curves.append(np.array([baseline]))
     errors = mean_curve(curves)
     k = int(np.argmin(errors))
-    ranking = pursuit_ranking(masks[free], residual[free], "removal", pool, max_terms)[1:][:k]
-    terms = dict(low)
+    ranking = pursuit_ranking(masks, residual, "removal", pool, max_terms)[1:][:k]
+    terms: dict[Subset, float] = {}
     if ranking:
-        beta, *_ = np.linalg.lstsq(basis_matrix(masks[free], ranking, "removal"), residual[free], rcond=None)
-        for subset, coef in zip(ranking, beta.tolist()):
-            terms[subset] = terms.get(subset, 0.0) + coef
-    return {"terms": terms, "cv_mse": float(errors[k]), "k": k}
+        beta, *_ = np.linalg.lstsq(basis_matrix(masks, ranking, "removal"), residual, rcond=None)
+        terms = dict(zip(ranking, beta.tolist()))
+    return {"terms": terms, "cv_mse": float(errors[k]), "k": len(terms)}

@@ -270,3 +270,57 @@ def nested_pursuit(
     k = int(np.argmin(errors)) + 1
     full = pursuit_ranking(masks, values, basis, pool, max_terms)
     return {"support": full[:k], "cv_mse": float(errors[k - 1]), "k": min(k, len(full))}
+
+
+def lasso_search(
+    masks: np.ndarray,
+    values: np.ndarray,
+    basis: Basis,
+    pool: Sequence[Subset],
+    folds: Sequence[np.ndarray],
+    n_alphas: int = 30,
+    fit_intercept: bool = True,
+) -> dict[str, object]:
+    """LASSO over the pool's terms, penalty chosen on ``folds`` (the other candidates' folds).
+
+    The shrunken coefficients are kept as they are (no least-squares refit): at small budgets
+    shrinkage is what makes a LASSO generalise, and this candidate is there so the estimator is
+    never worse than a LASSO over low orders by more than CV noise.
+
+    Args:
+        fit_intercept: with False the model has no constant (the values are a residual that
+            must stay exactly 0 where every pool column is 0, e.g. on a removal ladder).
+
+    Returns:
+        ``{"terms": {subset: coefficient} (constant included if fitted), "cv_mse": float,
+        "k": nonzeros}``.
+    """
+    from sklearn.linear_model import lasso_path
+
+    pool = [s for s in pool if s]
+    design = basis_matrix(masks, pool, basis)
+    centred = design - design.mean(axis=0) if fit_intercept else design
+    target = values - values.mean() if fit_intercept else values
+    alpha_max = float(np.max(np.abs(centred.T @ target))) / len(values) or 1.0
+    alphas = alpha_max * np.logspace(0, -3, n_alphas)
+    all_rows = np.arange(len(values))
+    errors = np.zeros(n_alphas)
+
+    def path(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        x_mean, y_mean = design[rows].mean(axis=0), float(values[rows].mean())
+        if not fit_intercept:
+            x_mean, y_mean = np.zeros(design.shape[1]), 0.0
+        _, coefs, _ = lasso_path(design[rows] - x_mean, values[rows] - y_mean, alphas=alphas, max_iter=2000)
+        return coefs, x_mean, y_mean  # coefs: [P, n_alphas]
+
+    for val in folds:
+        train = np.setdiff1d(all_rows, val, assume_unique=True)
+        coefs, x_mean, y_mean = path(train)
+        predictions = (design[val] - x_mean) @ coefs + y_mean
+        errors += np.mean((values[val][:, None] - predictions) ** 2, axis=0) / len(folds)
+    best = int(np.argmin(errors))
+    coefs, x_mean, y_mean = path(all_rows)
+    beta = coefs[:, best]
+    terms: dict[Subset, float] = {(): y_mean - float(x_mean @ beta)} if fit_intercept else {}
+    terms.update({pool[j]: float(beta[j]) for j in np.flatnonzero(beta)})
+    return {"terms": terms, "cv_mse": float(errors[best]), "k": int(np.count_nonzero(beta))}

@@ -6,6 +6,8 @@
   (screened pool, :func:`~headspex.engine.candidates.screening_pool`), support size by nested
   CV; what a sparse-regression (LASSO-like) baseline can reach, so the estimator is never
   worse than it by more than CV noise;
+* ``lasso:fourier`` — LASSO over the same pool, penalty chosen on the same folds (while
+  rows x pool <= ``LASSO_MAX_CELLS``);
 * ``coded:fourier`` — the terms decoded from a coded design (no marginal signal needed),
   followed by the proxy's Fourier ranking, support size by CV;
 * ``anchored:removal`` — when the masks hold a removal ladder: exact low-order removal terms
@@ -23,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .anchored import anchored_search
-from .candidates import cv_prefix_errors, marginal_scores, nested_pursuit, screening_pool
+from .candidates import cv_prefix_errors, lasso_search, marginal_scores, nested_pursuit, screening_pool
 from .coded import CodedDesign, decode_coded
 from .interactions import Subset, basis_matrix, convert_terms
 from .sampling import mask_keys
@@ -32,6 +34,8 @@ from .sampling import mask_keys
 PURSUIT_POOL = 1500
 #: Most pursuit steps (terms) per ranking.
 PURSUIT_MAX_TERMS = 300
+#: The LASSO candidate runs while rows x pool columns stay below this (its cost grows with both).
+LASSO_MAX_CELLS = 4e6
 
 
 def player_scores(masks: np.ndarray, values: np.ndarray, proxy_fourier: dict[Subset, float]) -> np.ndarray:
@@ -105,6 +109,8 @@ def extra_searches(
     for basis in pursuit_bases:
         found = nested_pursuit(masks, values, basis, pool, folds, steps)
         out[f"pursuit:{basis}"] = {"basis": basis, **found}
+    if m * len(pool) <= LASSO_MAX_CELLS:
+        out["lasso:fourier"] = {"basis": "fourier", **lasso_search(masks, values, "fourier", pool, folds)}
     if coded is not None:
         found_coded = coded_search(masks, values, coded, folds, fallback_ranking, max_order, cap)
         if found_coded is not None:
