@@ -70,6 +70,7 @@ def anchored_search(
     folds: list[np.ndarray],
     extra_pool: list[Subset],
     max_terms: int,
+    row_weights: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The anchored removal candidate: ladder terms exact, higher removal terms by pursuit + CV.
 
@@ -95,8 +96,10 @@ def anchored_search(
     position = np.full(len(masks), -1)
     position[free] = np.arange(len(free))
     local_folds = [position[val] for val in folds]
-    pursued = _pursued_residual(masks[free], residual[free], pool, local_folds, max_terms)
-    shrunk = lasso_search(masks[free], residual[free], "removal", pool, local_folds, fit_intercept=False)
+    weights = None if row_weights is None else row_weights[free]
+    pursued = _pursued_residual(masks[free], residual[free], pool, local_folds, max_terms, weights)
+    shrunk = lasso_search(masks[free], residual[free], "removal", pool, local_folds, fit_intercept=False,
+                          row_weights=weights)
     best = pursued if pursued["cv_mse"] <= shrunk["cv_mse"] else shrunk
     terms = dict(low)
     for subset, coef in best["terms"].items():
@@ -106,7 +109,8 @@ def anchored_search(
 
 
 def _pursued_residual(
-    masks: np.ndarray, residual: np.ndarray, pool: list[Subset], folds: list[np.ndarray], max_terms: int
+    masks: np.ndarray, residual: np.ndarray, pool: list[Subset], folds: list[np.ndarray], max_terms: int,
+    row_weights: np.ndarray | None,
 ) -> dict[str, Any]:
     """Pursuit of the residual over ``pool`` (no constant), size by nested CV, least-squares refit."""
     all_rows = np.arange(len(residual))
@@ -114,9 +118,10 @@ def _pursued_residual(
     for val in folds:
         train = np.setdiff1d(all_rows, val, assume_unique=True)
         ranking = pursuit_ranking(masks[train], residual[train], "removal", pool, max_terms)[1:]
-        baseline = float(np.mean(residual[val] ** 2))
+        weights = np.ones(len(val)) if row_weights is None else row_weights[val]
+        baseline = float(np.mean(weights * residual[val] ** 2))
         if ranking:
-            errors = cv_prefix_errors(basis_matrix(masks, ranking, "removal"), residual, [val])[0]
+            errors = cv_prefix_errors(basis_matrix(masks, ranking, "removal"), residual, [val], row_weights)[0]
             curves.append(np.concatenate([[baseline], errors]))
         else:
             curves.append(np.array([baseline]))

@@ -60,7 +60,7 @@ def coded_rows(design: CodedDesign, masks: np.ndarray) -> np.ndarray | None:
 
 def coded_search(
     masks: np.ndarray, values: np.ndarray, design: CodedDesign, folds: Sequence[np.ndarray],
-    fallback_ranking: list[Subset], max_order: int, cap: int,
+    fallback_ranking: list[Subset], max_order: int, cap: int, row_weights: np.ndarray | None = None,
 ) -> dict[str, Any] | None:
     """Decoded terms first (largest |coefficient| first), then ``fallback_ranking``; size by CV."""
     rows = coded_rows(design, masks)
@@ -72,7 +72,7 @@ def coded_search(
     seen = set(ranking)
     ranking += [s for s in fallback_ranking if s not in seen]
     ranking = ranking[:cap]
-    errors = cv_prefix_errors(basis_matrix(masks, ranking, "fourier"), values, folds).mean(axis=0)
+    errors = cv_prefix_errors(basis_matrix(masks, ranking, "fourier"), values, folds, row_weights).mean(axis=0)
     k = int(np.argmin(errors)) + 1
     return {"basis": "fourier", "support": ranking[:k], "cv_mse": float(errors[k - 1]), "k": k,
             "n_decoded": len(head)}
@@ -89,6 +89,7 @@ def extra_searches(
     coded: CodedDesign | None = None,
     ladder: tuple[int, np.ndarray] | None = None,
     pursuit_bases: Sequence[str] = ("fourier", "removal"),
+    row_weights: np.ndarray | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run the non-proxy candidate searches (see the module docstring).
 
@@ -101,23 +102,25 @@ def extra_searches(
         cap: longest ranking.
         coded: the coded design among ``masks``, if any.
         ladder: ``(K, rows)`` from :func:`~headspex.engine.anchored.detect_ladder` (K >= 1).
+        row_weights: validation weights (:func:`~headspex.engine.candidates.regime_weights`).
     """
     m, n = masks.shape
     out: dict[str, dict[str, Any]] = {}
     steps = max(1, min(cap - 1, max(10, m // 3), PURSUIT_MAX_TERMS))
     pool = screening_pool(n, player_scores(masks, values, proxy_fourier), max_order, PURSUIT_POOL)
     for basis in pursuit_bases:
-        found = nested_pursuit(masks, values, basis, pool, folds, steps)
+        found = nested_pursuit(masks, values, basis, pool, folds, steps, row_weights)
         out[f"pursuit:{basis}"] = {"basis": basis, **found}
     if m * len(pool) <= LASSO_MAX_CELLS:
-        out["lasso:fourier"] = {"basis": "fourier", **lasso_search(masks, values, "fourier", pool, folds)}
+        out["lasso:fourier"] = {"basis": "fourier", **lasso_search(masks, values, "fourier", pool, folds,
+                                                                  row_weights=row_weights)}
     if coded is not None:
-        found_coded = coded_search(masks, values, coded, folds, fallback_ranking, max_order, cap)
+        found_coded = coded_search(masks, values, coded, folds, fallback_ranking, max_order, cap, row_weights)
         if found_coded is not None:
             out["coded:fourier"] = found_coded
     if ladder is not None and ladder[0] >= 1:
         removal_pool = list(convert_terms(proxy_fourier, "fourier", "removal")) + pool
         anchored = anchored_search(masks, values, ladder[0], ladder[1], list(folds), removal_pool,
-                                   max(1, min(steps, m // 3)))
+                                   max(1, min(steps, m // 3)), row_weights)
         out["anchored:removal"] = {"basis": "removal", **anchored}
     return out
