@@ -53,7 +53,7 @@ def run_headspex(game, n: int, budget: int, max_order: int, seed: int, adaptive:
     if adaptive > 0:
         res = fit_adaptive(est, game, n, budget, fraction=adaptive, seed=seed)
     else:
-        res = est.fit(game, n, budget, n_test=0, progress=False)
+        res = est.fit(game, budget, n_players=n, n_test=0, progress=False)
     info = {"n_evaluations": int(len(res.masks)), "fit_seconds": res.fit_seconds,
             "n_selected": res.diagnostics.get("n_selected"), "basis": res.diagnostics.get("basis"),
             "winner": res.diagnostics.get("winner", res.diagnostics.get("basis")), "fit_masks": res.masks}
@@ -61,7 +61,7 @@ def run_headspex(game, n: int, budget: int, max_order: int, seed: int, adaptive:
 
 
 def run_lasso(game, n: int, budget: int, max_order: int, seed: int) -> tuple[Interactions, dict]:
-    res = LassoRegression(max_order=min(max_order, 2), seed=seed).fit(game, n, budget, n_test=0, progress=False)
+    res = LassoRegression(max_order=min(max_order, 2), seed=seed).fit(game, budget, n_players=n, n_test=0, progress=False)
     return res.interactions, {"n_evaluations": res.n_evaluations, "fit_seconds": res.fit_seconds,
                               "order_used": res.diagnostics.get("order_used"), "fit_masks": res.masks}
 
