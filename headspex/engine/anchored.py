@@ -56,9 +56,14 @@ def ladder_removal_terms(masks: np.ndarray, values: np.ndarray, order: int) -> d
     value_of = {tuple(np.flatnonzero(~row).tolist()): float(v)
                 for row, v, a in zip(masks, values, ablated) if a <= order}
     terms: dict[Subset, float] = {}
+    # Differences of equal values can leave round-off (1e-16) where a term is exactly 0 (a null
+    # player); such terms are dropped, so they do not enter the support.
+    tol = 1e-12 * max(abs(v) for v in value_of.values()) if value_of else 0.0
     for k in range(order + 1):
         for subset in combinations(range(n), k):
-            terms[subset] = sum((-1) ** (k - j) * value_of[a] for j in range(k + 1) for a in combinations(subset, j))
+            coef = sum((-1) ** (k - j) * value_of[a] for j in range(k + 1) for a in combinations(subset, j))
+            if abs(coef) > tol or not subset:
+                terms[subset] = coef
     return terms
 
 

@@ -312,9 +312,15 @@ class ProxySPEX(Estimator):
         )
         searches.update(others)
         self._row_weights = None
-        winner = min(searches, key=lambda name: searches[name]["cv_mse"])
-        anchored = searches.get("anchored:removal")
-        if anchored is not None and anchored["cv_mse"] <= self.anchor_tolerance * searches[winner]["cv_mse"]:
+        # Errors within round-off of 0 tie (an exact fit); ties go to the first search (the proxy's).
+        floor = 1e-12 * (float(np.var(values)) or 1.0)
+
+        def error(name: str) -> float:
+            return max(float(searches[name]["cv_mse"]), floor)
+
+        winner = min(searches, key=error)
+        if ("anchored:removal" in searches and error(winner) > floor
+                and error("anchored:removal") < self.anchor_tolerance * error(winner)):
             winner = "anchored:removal"
         best = searches[winner]
         basis = best["basis"]
