@@ -506,6 +506,10 @@ def main() -> None:
     parser.add_argument("--report-only", action="store_true", help="rebuild the Markdown from the JSON")
     parser.add_argument("--out", default=str(RESULTS / "engine"), help="output path without extension")
     parser.add_argument("--max-minutes", type=float, default=25.0, help="stop starting new configurations after this")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated family:n[:budget] filters, e.g. 'logsigmoid:128,and:1024' (others skipped)")
+    parser.add_argument("--append", action="store_true",
+                        help="add the rows to the existing JSON (a second process run after a cut one)")
     args = parser.parse_args()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -514,6 +518,10 @@ def main() -> None:
         out.with_suffix(".md").write_text(write_report(data["rows"], data["meta"]))
         return
     grid = build_grid(args.quick)
+    if args.only:
+        wanted = [tuple(part.split(":")) for part in args.only.split(",")]
+        grid = [c for c in grid if any(c["family"] == w[0] and str(c["n"]) == w[1] and (len(w) < 3 or str(c["budget"]) == w[2])
+                                       for w in wanted)]
     meta = {"mode": "quick" if args.quick else "full", "started": time.strftime("%Y-%m-%d %H:%M:%S"),
             "machine": f"{platform.machine()}, {platform.python_version()}, {__import__('os').cpu_count()} cores",
             "n_planned": len(grid), "skipped": [
@@ -523,6 +531,13 @@ def main() -> None:
                 "one seed per configuration, and the old families only at n = 64 (500, 1000) and n = 256 "
                 "(250, 1000), in that priority: trimmed so the run fits 25 min on 2 shared cores"]}
     rows: list[dict[str, Any]] = []
+    if args.append and out.with_suffix(".json").exists():
+        previous = json.loads(out.with_suffix(".json").read_text())
+        rows = previous["rows"]
+        meta["n_planned"] = previous["meta"].get("n_planned", meta["n_planned"])
+        meta["skipped"] = [line + " (before the appended runs)" if "not started" in line else line
+                           for line in previous["meta"].get("skipped", meta["skipped"])]
+        meta["appended"] = previous["meta"].get("appended", []) + [f"{args.only or 'all'} ({meta['started']})"]
     start = time.time()
     for i, cfg in enumerate(grid):
         if (time.time() - start) / 60 > args.max_minutes:
