@@ -78,6 +78,7 @@ class Basis(StrEnum):
 
     FOURIER = "fourier"  #: ±1 parities
     MOBIUS = "mobius"  #: what a set adds when all its members are kept
+    REMOVAL = "removal"  #: what a set costs when all its members are ablated (co-Möbius)
 
 
 E = TypeVar("E", bound=StrEnum)

@@ -20,10 +20,19 @@ from .exact import (
     fourier_transform_dense,
     inverse_fourier_dense,
     inverse_mobius_dense,
+    inverse_removal_dense,
     mobius_transform_dense,
+    removal_transform_dense,
     subset_index,
 )
-from .interactions import Interactions, basis_matrix, fourier_to_mobius_dict, mobius_to_fourier_dict
+from .interactions import (
+    BASES,
+    Interactions,
+    basis_matrix,
+    convert_terms,
+    fourier_to_mobius_dict,
+    mobius_to_fourier_dict,
+)
 from .result import EngineResult, faithfulness, r2_score
 from .sampling import NEAR_FULL_KEEP, evaluate_masks, sample_masks
 from .store import MaskStore, MaskStoreError, mask_key, mask_keys
@@ -32,6 +41,10 @@ from .values import banzhaf_matrix, bootstrap_coefficients, percentile_interval,
 
 __all__ = [
     "ESTIMATORS",
+    "BASES",
+    "convert_terms",
+    "inverse_removal_dense",
+    "removal_transform_dense",
     "NEAR_FULL_KEEP",
     "MaskStore",
     "MaskStoreError",

@@ -82,6 +82,48 @@ def inverse_mobius_dense(coefficients: np.ndarray, n_players: int) -> np.ndarray
     return _butterfly(coefficients, n_players, lambda lo, hi: (lo, hi + lo))
 
 
+def removal_transform_dense(values: np.ndarray, n_players: int) -> np.ndarray:
+    """Removal (co-Möbius) coefficients ``r(S) = sum_{A ⊆ S} (-1)^{|S|-|A|} v(players minus A)``.
+
+    Args:
+        values: float[2^n] in :func:`all_masks` order.
+
+    Returns:
+        float64[2^n]; entry ``subset_index(S)`` is ``r(S)``, the coefficient of the term that
+        switches on when every player of ``S`` is ablated.
+    """
+    _check_length(values, n_players)
+    # The complement of subset index r is 2^n - 1 - r: reversing the array turns "kept sets"
+    # into "ablated sets", whose Möbius transform is the removal transform.
+    return mobius_transform_dense(np.asarray(values, dtype=np.float64)[::-1], n_players)
+
+
+def inverse_removal_dense(coefficients: np.ndarray, n_players: int) -> np.ndarray:
+    """Values over all masks from dense removal coefficients (inverse of :func:`removal_transform_dense`)."""
+    _check_length(coefficients, n_players)
+    return inverse_mobius_dense(coefficients, n_players)[::-1].copy()
+
+
+def transform_dense(values: np.ndarray, n_players: int, basis: Basis) -> np.ndarray:
+    """Dense coefficients of ``values`` (float[2^n], :func:`all_masks` order) in ``basis``."""
+    basis = _check_basis(basis)
+    if basis == "fourier":
+        return fourier_transform_dense(values, n_players)
+    if basis == "mobius":
+        return mobius_transform_dense(values, n_players)
+    return removal_transform_dense(values, n_players)
+
+
+def inverse_transform_dense(coefficients: np.ndarray, n_players: int, basis: Basis) -> np.ndarray:
+    """Values over all masks (float64[2^n]) from dense coefficients in ``basis``."""
+    basis = _check_basis(basis)
+    if basis == "fourier":
+        return inverse_fourier_dense(coefficients, n_players)
+    if basis == "mobius":
+        return inverse_mobius_dense(coefficients, n_players)
+    return inverse_removal_dense(coefficients, n_players)
+
+
 def _check_length(values: np.ndarray, n_players: int) -> None:
     if np.shape(values) != (2**n_players,):
         raise EngineError(
@@ -124,7 +166,7 @@ def exact_interactions(
         n_players: n (<= 22; the cost is 2^n evaluations).
         player_names: optional n names.
         batch_size: rows per call of ``value_fn``.
-        basis: basis of the returned object (``"fourier"`` or ``"mobius"``); both are exact.
+        basis: basis of the returned object (``"fourier"``, ``"mobius"`` or ``"removal"``); all exact.
         tol: drop coefficients with |c| <= tol (0 keeps every nonzero).
         max_order: optionally drop terms above this order (truncation, no longer exact).
         progress: show a tqdm bar while evaluating.
@@ -140,5 +182,5 @@ def exact_interactions(
         _check_length(values, n_players)
         if not np.all(np.isfinite(values)):
             raise EngineError("values contain NaN or inf")
-    dense = fourier_transform_dense(values, n_players) if basis == "fourier" else mobius_transform_dense(values, n_players)
+    dense = transform_dense(values, n_players, basis)
     return dense_to_interactions(dense, n_players, basis, player_names, tol=tol, max_order=max_order)

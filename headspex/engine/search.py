@@ -1,0 +1,126 @@
+"""Candidate supports that do not come from the tree proxy, scored on the proxy's CV folds.
+
+:func:`extra_searches` runs, for one set of fit masks and folds:
+
+* ``pursuit:fourier`` and ``pursuit:removal`` — matching pursuit over every low-order term
+  (screened pool, :func:`~headspex.engine.candidates.screening_pool`), support size by nested
+  CV; what a sparse-regression (LASSO-like) baseline can reach, so the estimator is never
+  worse than it by more than CV noise;
+* ``lasso:fourier`` — LASSO over the same pool, penalty chosen on the same folds (while
+  rows x pool <= ``LASSO_MAX_CELLS``);
+* ``coded:fourier`` — the terms decoded from a coded design (no marginal signal needed),
+  followed by the proxy's Fourier ranking, support size by CV;
+* ``anchored:removal`` — when the masks hold a removal ladder: exact low-order removal terms
+  plus pursued higher ones (:mod:`headspex.engine.anchored`).
+
+Each entry is ``{"basis", "support" (list of subsets) or "terms" (dict), "cv_mse", "k"}``;
+the caller compares ``cv_mse`` with its own searches and refits the winner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .anchored import anchored_search
+from .candidates import cv_prefix_errors, lasso_search, marginal_scores, nested_pursuit, screening_pool
+from .coded import CodedDesign, decode_coded
+from .interactions import Subset, basis_matrix, convert_terms
+from .sampling import mask_keys
+
+#: Screened pool size of the pursuit (columns); bounds its cost at O(m * pool) per step.
+PURSUIT_POOL = 1500
+#: Most pursuit steps (terms) per ranking.
+PURSUIT_MAX_TERMS = 300
+#: The LASSO candidate runs while rows x pool columns stay below this (its cost grows with both).
+LASSO_MAX_CELLS = 4e6
+
+
+def player_scores(masks: np.ndarray, values: np.ndarray, proxy_fourier: dict[Subset, float]) -> np.ndarray:
+    """How much each player seems to matter: marginal correlation plus the proxy's |coefficients|."""
+    n = masks.shape[1]
+    marginal = marginal_scores(masks, values)
+    proxy = np.zeros(n)
+    for subset, coef in proxy_fourier.items():
+        for i in subset:
+            proxy[i] += abs(coef)
+    return marginal / (marginal.max() or 1.0) + proxy / (proxy.max() or 1.0)
+
+
+def coded_rows(design: CodedDesign, masks: np.ndarray) -> np.ndarray | None:
+    """Row of ``masks`` holding each coded mask (int64[len(design.masks)]), or None if any is missing."""
+    where = {key: i for i, key in enumerate(mask_keys(masks))}
+    rows = [where.get(key) for key in mask_keys(design.masks)]
+    if any(r is None for r in rows):
+        return None
+    return np.asarray(rows, dtype=np.int64)
+
+
+def coded_search(
+    masks: np.ndarray, values: np.ndarray, design: CodedDesign, folds: Sequence[np.ndarray],
+    fallback_ranking: list[Subset], max_order: int, cap: int, row_weights: np.ndarray | None = None,
+) -> dict[str, Any] | None:
+    """Decoded terms first (largest |coefficient| first), then ``fallback_ranking``; size by CV."""
+    rows = coded_rows(design, masks)
+    if rows is None:
+        return None
+    decoded = decode_coded(design, values[rows])
+    head = [s for s, _ in sorted(decoded.items(), key=lambda sc: -abs(sc[1])) if s and len(s) <= max_order]
+    ranking = [()] + head
+    seen = set(ranking)
+    ranking += [s for s in fallback_ranking if s not in seen]
+    ranking = ranking[:cap]
+    errors = cv_prefix_errors(basis_matrix(masks, ranking, "fourier"), values, folds, row_weights).mean(axis=0)
+    k = int(np.argmin(errors)) + 1
+    return {"basis": "fourier", "support": ranking[:k], "cv_mse": float(errors[k - 1]), "k": k,
+            "n_decoded": len(head)}
+
+
+def extra_searches(
+    masks: np.ndarray,
+    values: np.ndarray,
+    folds: Sequence[np.ndarray],
+    proxy_fourier: dict[Subset, float],
+    fallback_ranking: list[Subset],
+    max_order: int,
+    cap: int,
+    coded: CodedDesign | None = None,
+    ladder: tuple[int, np.ndarray] | None = None,
+    pursuit_bases: Sequence[str] = ("fourier", "removal"),
+    row_weights: np.ndarray | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Run the non-proxy candidate searches (see the module docstring).
+
+    Args:
+        masks: bool[m, n]; values: float[m].
+        folds: validation row indices (ladder rows excluded by the caller).
+        proxy_fourier: the tree proxy's Fourier coefficients (player screening, anchored pool).
+        fallback_ranking: the proxy's Fourier ranking (appended after the decoded terms).
+        max_order: largest order of pursued / decoded terms.
+        cap: longest ranking.
+        coded: the coded design among ``masks``, if any.
+        ladder: ``(K, rows)`` from :func:`~headspex.engine.anchored.detect_ladder` (K >= 1).
+        row_weights: validation weights (:func:`~headspex.engine.candidates.regime_weights`).
+    """
+    m, n = masks.shape
+    out: dict[str, dict[str, Any]] = {}
+    steps = max(1, min(cap - 1, max(10, m // 3), PURSUIT_MAX_TERMS))
+    pool = screening_pool(n, player_scores(masks, values, proxy_fourier), max_order, PURSUIT_POOL)
+    for basis in pursuit_bases:
+        found = nested_pursuit(masks, values, basis, pool, folds, steps, row_weights)
+        out[f"pursuit:{basis}"] = {"basis": basis, **found}
+    if m * len(pool) <= LASSO_MAX_CELLS:
+        out["lasso:fourier"] = {"basis": "fourier", **lasso_search(masks, values, "fourier", pool, folds,
+                                                                  row_weights=row_weights)}
+    if coded is not None:
+        found_coded = coded_search(masks, values, coded, folds, fallback_ranking, max_order, cap, row_weights)
+        if found_coded is not None:
+            out["coded:fourier"] = found_coded
+    if ladder is not None and ladder[0] >= 1:
+        removal_pool = list(convert_terms(proxy_fourier, "fourier", "removal")) + pool
+        anchored = anchored_search(masks, values, ladder[0], ladder[1], list(folds), removal_pool,
+                                   max(1, min(steps, m // 3)), row_weights)
+        out["anchored:removal"] = {"basis": "removal", **anchored}
+    return out

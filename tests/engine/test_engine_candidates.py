@@ -1,0 +1,149 @@
+"""New candidate generators, the coded design, the design rule, ladder anchoring and the second round.
+
+Each test plants a known structure computed directly from the masks (not through the engine)."""
+
+from __future__ import annotations
+
+import math
+from itertools import combinations
+
+import numpy as np
+import pytest
+
+from headspex.engine import Interactions, all_masks, sample_masks
+from headspex.engine.adaptive import greedy_removal_path, second_round_masks
+from headspex.engine.anchored import detect_ladder, ladder_removal_terms
+from headspex.engine.candidates import (
+    cv_prefix_errors,
+    pursuit_ranking,
+    rank_terms,
+    screening_pool,
+)
+from headspex.engine.coded import coded_design, decode_coded, plan_coded
+from headspex.engine.design import (
+    ABLATIONS_PER_PLAYER,
+    draw_design,
+    ladder_masks,
+    near_full_keep_probability,
+    plan_design,
+)
+
+
+def parity_values(masks: np.ndarray, terms: dict) -> np.ndarray:
+    z = 2.0 * masks - 1.0
+    return sum(c * np.prod(z[:, list(s)], axis=1) for s, c in terms.items())
+
+
+FLAT = {(3, 70, 200): 1.2, (11, 400): -0.9, (5,): 0.7, (100, 101, 450): -1.1, (250, 260): 0.8}
+
+
+def test_coded_design_decodes_flat_parities_without_marginal_signal():
+    n = 512
+    plan = plan_coded(n, 1500)
+    assert plan is not None and plan.n_masks <= 1500 and plan.bucket_bits >= 4
+    design = coded_design(plan, np.random.default_rng(0))
+    assert len(np.unique(design.masks, axis=0)) == len(design.masks)
+    # Marginally uniform: each player kept about half the time.
+    assert abs(design.masks.mean() - 0.5) < 0.02
+    decoded = decode_coded(design, parity_values(design.masks, FLAT) + 0.3)
+    assert set(FLAT) | {()} == set(decoded)
+    for subset, coef in FLAT.items():
+        assert decoded[subset] == pytest.approx(coef, abs=1e-9)
+    assert decoded[()] == pytest.approx(0.3)
+
+
+def test_coded_plan_never_refuses_and_declines_tiny_budgets():
+    assert plan_coded(512, 100) is None
+    assert plan_coded(1, 5000) is None
+    small = plan_coded(64, 500)
+    assert small is not None and small.n_masks <= 500
+
+
+def test_pursuit_finds_a_planted_pair_without_marginal_signal():
+    rng = np.random.default_rng(1)
+    n = 30
+    masks = sample_masks(n, 300, rng)
+    values = parity_values(masks, {(4, 17): 1.0, (2,): 0.5}) + 0.05 * rng.standard_normal(300)
+    pool = screening_pool(n, np.zeros(n), max_order=2, max_pool=10_000)
+    assert len(pool) == n + math.comb(n, 2)
+    ranking = pursuit_ranking(masks, values, "fourier", pool, max_terms=10)
+    assert ranking[0] == () and set(ranking[1:3]) == {(4, 17), (2,)}
+    # A strict stopping rule (3 ln P sigma^2, above the ~2 ln P sigma^2 a noise column reaches)
+    # ends the ranking once only noise is left.
+    strict = pursuit_ranking(masks, values, "fourier", pool, max_terms=10, stop_factor=3.0)
+    assert strict == [()] + ranking[1:3]
+
+
+def test_cv_prefix_errors_match_explicit_refits():
+    rng = np.random.default_rng(2)
+    design = rng.standard_normal((40, 5))
+    targets = rng.standard_normal(40)
+    folds = [np.arange(0, 10), np.arange(10, 20)]
+    errors = cv_prefix_errors(design, targets, folds)
+    for f, val in enumerate(folds):
+        train = np.setdiff1d(np.arange(40), val)
+        for k in range(1, 6):
+            beta, *_ = np.linalg.lstsq(design[train][:, :k], targets[train], rcond=None)
+            expected = np.mean((targets[val] - design[val][:, :k] @ beta) ** 2)
+            assert errors[f, k - 1] == pytest.approx(expected, rel=1e-6)
+
+
+def test_rank_terms_orders_by_spread_on_the_masks():
+    masks = np.ones((100, 4), dtype=bool)
+    masks[:50, 0] = False  # player 0 ablated half the time; player 1 twice, players 2,3 never together
+    masks[:2, 1] = False
+    ranking = rank_terms({(0,): 1.0, (1,): 3.0, (2, 3): 5.0}, masks, "removal", cap=10, max_order=3)
+    # std of y_0 is 0.5, of y_1 is 0.14, y_2*y_3 is always 0 (never ranked).
+    assert ranking == [(), (0,), (1,)]
+
+
+def test_design_rule_scales_the_ablation_count_with_n():
+    assert 1 - near_full_keep_probability(64, 150) == pytest.approx(0.1)
+    keep = near_full_keep_probability(270, 600)
+    ablated = (1 - keep) * 270
+    assert ablated == pytest.approx(ABLATIONS_PER_PLAYER * 270 / 600)
+    assert 1 - near_full_keep_probability(1024, 750) < 0.03
+    plan = plan_design(8, 100)
+    assert plan.ladder_order == 2 and plan.coded is None
+    masks, code = draw_design(plan, np.random.default_rng(0))
+    assert len(masks) == 100 and len(np.unique(masks, axis=0)) == 100 and code is None
+    assert plan_design(8, 256).exhaustive
+    big = plan_design(512, 2000)
+    assert big.ladder_order == 0 and big.coded is not None
+    masks, code = draw_design(big, np.random.default_rng(0))
+    assert len(masks) == 2000 and len(np.unique(masks, axis=0)) == 2000
+    assert code is not None and (~masks[-big.n_near_full :]).mean() == pytest.approx(1 - big.near_full_keep, abs=0.01)
+
+
+def test_ladder_gives_exact_removal_terms():
+    n = 6
+    masks = ladder_masks(n, 2)
+    assert len(masks) == 1 + n + math.comb(n, 2)
+    extra = sample_masks(n, 10, np.random.default_rng(0), exclude=masks)
+    all_rows = np.concatenate([extra, masks])
+    order, rows = detect_ladder(all_rows)
+    assert order == 2 and rows.sum() == len(masks)
+    # Value: 2 if any of {0, 1} kept, plus 0.5 per kept player 3, minus 1 if 4 and 5 both ablated.
+    values = 2.0 * all_rows[:, [0, 1]].any(axis=1) + 0.5 * all_rows[:, 3] - 1.0 * ~all_rows[:, 4] * ~all_rows[:, 5]
+    terms = ladder_removal_terms(all_rows, values, 2)
+    expected = {(): 2.5, (0, 1): -2.0, (3,): -0.5, (4, 5): -1.0}
+    for subset in [s for k in range(3) for s in combinations(range(n), k)]:
+        assert terms[subset] == pytest.approx(expected.get(subset, 0.0), abs=1e-12)
+    assert detect_ladder(extra)[0] == 0
+
+
+def test_second_round_follows_the_fitted_removal_path():
+    n = 10
+    # Fitted value: removing 7 costs nothing, then 2, everything else costs 1.
+    first = Interactions({(): 10.0, **{(i,): -1.0 for i in range(n) if i not in (7, 2)}, (2,): -0.1},
+                         n, basis="removal")
+    assert greedy_removal_path(first, 2) == [(7,), (2, 7)]
+    exclude = all_masks(n)[:50]
+    rows = second_round_masks(first, 40, np.random.default_rng(0), exclude)
+    assert 0 < len(rows) <= 40 and len(np.unique(rows, axis=0)) == len(rows)
+    keys = {r.tobytes() for r in exclude}
+    assert not any(r.tobytes() in keys for r in rows)
+    path_mask = np.ones(n, bool)
+    path_mask[7] = False
+    assert any((r == path_mask).all() for r in rows)
+    assert (~rows).sum(axis=1).mean() < 0.5 * n  # near-full
