@@ -435,6 +435,9 @@ def surrogate_fitter(kind: str, max_order: int, seed: int, player_names: Sequenc
     def fit(masks: np.ndarray, values: np.ndarray) -> Any:
         estimator = (ProxySPEX(max_order=max_order, seed=seed) if kind == "proxyspex"
                      else LassoRegression(max_order=min(max_order, 2), seed=seed))
+        if len(np.unique(masks, axis=0)) < estimator.min_samples(len(player_names)):
+            # Tiny games (few distinct masks exist): ProxySPEX cannot run, the order-2 LASSO can.
+            estimator = LassoRegression(max_order=min(max_order, 2), seed=seed)
         return estimator.fit_samples(masks, values, list(player_names)).interactions
 
     return fit
