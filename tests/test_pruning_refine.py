@@ -19,6 +19,7 @@ import pytest
 from headspex.engine import Interactions, LassoRegression, all_masks
 from headspex.pruning import (
     STRATEGIES,
+    BestOfNStrategy,
     MobiusPolynomial,
     RankingStrategy,
     StrategyContext,
@@ -106,13 +107,16 @@ def _regrets(game, n: int, ks, chosen: dict[int, tuple[int, ...]]) -> dict[int, 
 
 def _compare(game, n: int, ks, n_samples: int, budget: int, seed: int = 0) -> dict[str, dict[int, float]]:
     """Regrets (enumerated best minus chosen, value units) of verify-and-refine, the plain
-    surrogate fitted on the same samples, single-head ablation and Banzhaf, per k."""
+    surrogate fitted on the same samples, single-head ablation, Banzhaf and Best-of-N with as
+    many evaluations per k as verify-and-refine (its budget + its share of the samples), per k."""
     masks = np.random.default_rng(seed).random((n_samples, n)) < 0.5
     values = game(masks)
     fit = surrogate_fitter("lasso", 2, seed, [f"p{i}" for i in range(n)])
     refine = VerifyRefineStrategy(game, masks, values, fit, budget_per_k=budget, pool_size=4, swap_batch=2)
     linear = LassoRegression(max_order=1, seed=seed).fit_samples(masks, values).interactions
+    equal_cost = budget + n_samples // len(ks)  # Best-of-N charged what verify-and-refine spends per k
     choices = {
+        "best_of_n_equal_cost": BestOfNStrategy(game, n, n_samples=equal_cost, seed=seed).choose_all(ks),
         "verify_refine": refine.choose_all(ks),
         "plain_surrogate": SurrogateStrategy(fit(masks, values)).choose_all(ks),
         "single_head": RankingStrategy.single_head(game, n).choose_all(ks),
@@ -123,13 +127,15 @@ def _compare(game, n: int, ks, n_samples: int, budget: int, seed: int = 0) -> di
 
 def test_verify_refine_finds_the_enumerated_optimum_of_the_or_game() -> None:
     """48 random masks + 12 evaluations per k: regret 0 at every k; the marginal rankings
-    (blind to the OR) and the plain order-2 surrogate are reported beside it."""
+    (blind to the OR), the plain order-2 surrogate and Best-of-N at equal cost (20 random
+    sets per k; its worst regret is 0.10) are reported beside it."""
     ks = [1, 2, 3, 4, 5, 6]
     regrets = _compare(or_game, N_OR, ks, n_samples=48, budget=12)
     print("\nOR game regrets:", {name: {k: round(r, 3) for k, r in by_k.items()} for name, by_k in regrets.items()})
     assert max(regrets["verify_refine"].values()) < 1e-9
     assert regrets["single_head"][3] >= 0.8 - 1e-9  # removes a whole backup group
-    for name in ("plain_surrogate", "single_head", "banzhaf"):
+    assert max(regrets["best_of_n_equal_cost"].values()) > 0.05
+    for name in ("plain_surrogate", "single_head", "banzhaf", "best_of_n_equal_cost"):
         assert all(regrets["verify_refine"][k] <= regrets[name][k] + 1e-9 for k in ks)
 
 
@@ -145,9 +151,11 @@ def induction_values() -> np.ndarray:
 
 
 def test_verify_refine_on_a_trained_model_with_backup_heads(induction_values: np.ndarray) -> None:
-    """Budget: 48 of the 256 masks + 12 evaluations per k (k = 1..7). Verify-and-refine's set
-    is the enumerated optimum at every k (regret below 1e-3 nats); the others' regrets are
-    printed, and at k = 7 single-head ablation's is large."""
+    """Budget: 48 of the 256 masks + 12 evaluations per k (k = 1..7; 132 masks in all, about
+    half the cube: n = 8 is small). Verify-and-refine's set is the enumerated optimum at every
+    k (regret below 1e-3 nats). Printed beside it (seed 0, measured): the plain surrogate's worst
+    regret 0.46 nats (k = 6), single-head ablation's 1.27 (k = 7), Banzhaf's 0.65 (k = 4),
+    Best-of-N with 18 sets per k 0.046."""
     weights = 1 << np.arange(8)
 
     def game(masks: np.ndarray) -> np.ndarray:
