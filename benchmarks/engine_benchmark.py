@@ -299,21 +299,22 @@ def write_report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
              "fit (games are cheap, so this is the method's own cost). `–` = not applicable / failed "
              "(see notes).", ""]
     lines += _targets(rows)
-    lines += ["", "## Design of headspex's ProxySPEX (what the ablations below isolate)", "",
-              "- **Cheap proxy**: LightGBM, depth in {3, 5}, trees by early stopping on a 20% split (2 fits) instead "
-              "of shapiq's 8-config x 5-fold grid (40 fits of up to 1000 trees): the fit-time target.",
-              "- **No energy truncation** (`energy95` column = the reference step: top coefficients covering 95% of "
-              "the proxy's energy + RidgeCV): candidates are ranked, each Fourier term preceded by all its subsets "
-              "(hierarchy closure — an order-3 AND term is one block of 8 Fourier terms), and the support size is "
-              "chosen by 4-fold CV over *every* prefix at once (one Cholesky factor per fold).",
-              "- **Two bases compete by CV**: the same proxy ranked in the Möbius basis (one term per AND) and in the "
-              "Fourier basis (one term per parity); the lower CV error wins.",
-              "- **Residual growth** (`no residual` column): a proxy fitted to the residual proposes missed terms; "
-              "kept only if CV error drops.",
-              "- **Near-full share** (`uniform-only` column): 15% of the fit budget drawn with each player kept "
-              "w.p. 0.9, so the refit also sees the pruning regime.",
-              "- **Refit**: ridge with GCV-chosen penalty (grid from ~0 = least squares) on all fit samples.",
-              "- Exact Walsh–Hadamard path whenever 2^n <= budget (e.g. 9-head layers)."]
+    lines += ["", "## Design of headspex's ProxySPEX", "",
+              "- **Design** (headspex/engine/design.py): uniform masks, drawn as a *coded* design (random hashes x "
+              "random delays, headspex/engine/coded.py) when the budget holds >= 16 buckets; a near-full share whose "
+              "ablation count scales with n (each player ablated in ~20 near-full masks, 2 to 10 % of the players); "
+              "for n <= 16 a removal *ladder* (full, single and pair ablations) while it costs <= half the budget.",
+              "- **Proxy**: LightGBM, depth in {3, 5}, trees by early stopping (2 fits), extracted exactly to Fourier.",
+              "- **Candidate supports, all scored on the same CV folds** (ladder rows always trained on; validation "
+              "errors weighted so uniform and near-full masks count alike when each has >= 30 rows): the proxy ranked "
+              "in the Fourier, Möbius and removal bases (+ residual growth); matching pursuit over screened low-order "
+              "terms in the Fourier and removal bases (support size by nested CV); LASSO over the same pool; terms "
+              "decoded from the coded design (no marginal signal needed); anchored removal (exact ladder terms + "
+              "higher removal terms fitted to the rest).",
+              "- The lowest CV error wins (anchored removal within 1.5x of it wins: it is exact where <= 2 players are "
+              "ablated); its basis and source are recorded (`winner`). Refit by GCV ridge (proxy / pursuit / coded) "
+              "or as fitted (LASSO, anchored).",
+              "- Exact Walsh–Hadamard path whenever 2^n <= budget."]
     lines += ["", "## Ablations of headspex design choices (n = 64, s = 10)", "",
               "| family | budget | full uni / nf | energy95 (reference selection, uniform design) | "
               "uniform-only design | no residual rounds |", "|---|---|---|---|---|---|"]

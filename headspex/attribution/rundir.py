@@ -90,6 +90,10 @@ class UnitResult:
             "players": self.players,
             "player_layers": self.player_layers,
             "method": self.engine.method,
+            # Which basis (fourier: parities, mobius: synergy, removal: redundancy) and candidate
+            # source won the engine's CV: itself a finding about the unit.
+            "basis": self.engine.diagnostics.get("basis"),
+            "winner": self.engine.diagnostics.get("winner"),
             "n_terms": len(self.engine.interactions),
             "n_fit_masks": int(len(self.engine.masks)),
             "n_test_masks": int(len(self.engine.test_masks)),

@@ -40,11 +40,11 @@ from .trees import lightgbm_to_fourier
 from .values import banzhaf_matrix, bootstrap_coefficients, percentile_interval, shapley_matrix
 
 __all__ = [
-    "ESTIMATORS",
     "BASES",
     "convert_terms",
     "inverse_removal_dense",
     "removal_transform_dense",
+    "ESTIMATORS",
     "NEAR_FULL_KEEP",
     "MaskStore",
     "MaskStoreError",

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 
 from .interactions import Interactions
-from .sampling import mask_keys, sample_masks
+from .sampling import sample_masks
+from .store import mask_keys
 from ..errors import EngineError
 
 
@@ -131,7 +132,7 @@ def fit_adaptive(
     if not 0.0 <= fraction < 1.0:
         raise EngineError(f"fraction must be in [0, 1), got {fraction}")
     first_budget = int(round((1.0 - fraction) * budget))
-    first = estimator.fit(value_fn, n_players, first_budget, n_test=0, progress=False)
+    first = estimator.fit(value_fn, first_budget, n_players=n_players, n_test=0, progress=False)
     rng = np.random.default_rng(None if seed is None else [int(seed), 0xADA])
     extra = second_round_masks(first.interactions, budget - len(first.masks), rng, first.masks, **second_round)
     extra_values = np.asarray(value_fn(extra.copy()), dtype=np.float64) if len(extra) else np.zeros(0)

@@ -30,7 +30,7 @@ from itertools import combinations
 import numpy as np
 
 from .coded import CodedDesign, CodedPlan, coded_design, plan_coded
-from .exact import MAX_EXACT_PLAYERS, all_masks
+from .exact import MAX_DENSE_PLAYERS, all_masks
 from .sampling import NEAR_FULL_KEEP, sample_masks
 from ..errors import EngineError
 
@@ -107,7 +107,7 @@ def plan_design(
     """
     if n_players < 1 or budget < 1:
         raise EngineError(f"plan_design needs n_players >= 1 and budget >= 1, got {n_players}, {budget}")
-    if n_players <= MAX_EXACT_PLAYERS and 2**n_players <= budget:
+    if n_players <= MAX_DENSE_PLAYERS and 2**n_players <= budget:
         return DesignPlan(n_players, budget, True, n_players, 0, NEAR_FULL_KEEP, None, 0)
     order = 0
     if ladder and n_players <= LADDER_MAX_PLAYERS:

@@ -28,7 +28,7 @@ from .anchored import anchored_search
 from .candidates import cv_prefix_errors, lasso_search, marginal_scores, nested_pursuit, screening_pool
 from .coded import CodedDesign, decode_coded
 from .interactions import Subset, basis_matrix, convert_terms
-from .sampling import mask_keys
+from .store import mask_keys
 
 #: Screened pool size of the pursuit (columns); bounds its cost at O(m * pool) per step.
 PURSUIT_POOL = 1500
@@ -90,6 +90,7 @@ def extra_searches(
     ladder: tuple[int, np.ndarray] | None = None,
     pursuit_bases: Sequence[str] = ("fourier", "removal"),
     row_weights: np.ndarray | None = None,
+    lasso: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Run the non-proxy candidate searches (see the module docstring).
 
@@ -103,6 +104,7 @@ def extra_searches(
         coded: the coded design among ``masks``, if any.
         ladder: ``(K, rows)`` from :func:`~headspex.engine.anchored.detect_ladder` (K >= 1).
         row_weights: validation weights (:func:`~headspex.engine.candidates.regime_weights`).
+        pursuit_bases: bases of the pursuit candidates (empty: none); lasso: run the LASSO one.
     """
     m, n = masks.shape
     out: dict[str, dict[str, Any]] = {}
@@ -111,7 +113,7 @@ def extra_searches(
     for basis in pursuit_bases:
         found = nested_pursuit(masks, values, basis, pool, folds, steps, row_weights)
         out[f"pursuit:{basis}"] = {"basis": basis, **found}
-    if m * len(pool) <= LASSO_MAX_CELLS:
+    if lasso and m * len(pool) <= LASSO_MAX_CELLS:
         out["lasso:fourier"] = {"basis": "fourier", **lasso_search(masks, values, "fourier", pool, folds,
                                                                   row_weights=row_weights)}
     if coded is not None:

@@ -310,18 +310,3 @@ def least_squares(design: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Minimum-norm least squares: float64[T] (or [T, B]) for design float64[m, T], values [m] (or [m, B])."""
     coef, *_ = np.linalg.lstsq(design, values, rcond=None)
     return coef
-
-
-def cholesky_factor(design: np.ndarray) -> np.ndarray:
-    """Upper-triangular R with R^T R = design^T design (+ a tiny relative jitter for stability)."""
-    from scipy.linalg import LinAlgError, cholesky
-
-    gram = design.T @ design
-    scale = float(np.mean(np.diag(gram))) or 1.0
-    jitter = 1e-10 * scale
-    for _ in range(8):
-        try:
-            return cholesky(gram + jitter * np.eye(len(gram)), lower=False, check_finite=False)
-        except LinAlgError:
-            jitter *= 100.0
-    raise EngineError("design matrix is numerically singular")

@@ -1,4 +1,5 @@
-"""ProxySPEX: a LightGBM proxy, its exact Fourier/Möbius read-out, a CV-chosen sparse support, a refit."""
+"""ProxySPEX: a LightGBM proxy, its exact read-out in three bases, candidate supports from other sources
+(matching pursuit, LASSO, coded decoding, the removal ladder), a CV-chosen winner, a refit."""
 
 from __future__ import annotations
 
@@ -7,22 +8,37 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy.linalg import solve_triangular
 
-from .base import Estimator, cholesky_factor, least_squares
+from .base import Estimator, least_squares
+from ..anchored import detect_ladder
+from ..candidates import cv_prefix_errors, rank_terms, regime_weights
+from ..coded import CodedDesign
+from ..design import draw_design, plan_design
 from ..exact import MAX_DENSE_PLAYERS, dense_to_interactions, fourier_transform_dense
 from ..interactions import (
+    BASES,
     Basis,
     Subset,
     _all_subsets,
     _check_basis,
     basis_matrix,
+    convert_terms,
     fourier_to_mobius_dict,
-    mobius_to_fourier_dict,
 )
 from ..sampling import NEAR_FULL_KEEP
+from ..search import extra_searches
 from ..trees import lightgbm_to_fourier
 from ...errors import EngineError
+
+#: Candidate sources: the tree proxy (in each basis of ``bases``) and the others of
+#: :func:`~headspex.engine.search.extra_searches`.
+SOURCES = ("proxy", "pursuit", "lasso", "coded", "anchored")
+#: The anchored removal candidate wins when its CV error is within this factor of the best:
+#: it is exact where at most 2 players are ablated, and its nested CV is pessimistic next to
+#: the proxy's (whose ranking saw every row). Measured on the trained induction model.
+ANCHOR_TOLERANCE = 1.5
+#: First prefix length the CV scores; doubled while the best size sits in its last fifth.
+SELECT_HEAD = 256
 
 
 class ProxySPEX(Estimator):
@@ -30,16 +46,19 @@ class ProxySPEX(Estimator):
 
     Pipeline (benchmarks/results/engine.md has the ablations that justify each step):
 
-    1. **Design**: ``1 - near_full_fraction`` of the budget uniform masks, the rest near-full
-       (each player kept w.p. ``near_full_keep`` = 0.9), all distinct, so the explanation is
-       also faithful where pruning operates (a few players ablated).
+    1. **Design** (:func:`~headspex.engine.design.plan_design`, unless ``design_rule=False``):
+       ``near_full_fraction`` of the budget near-full (how many players a mask ablates scales
+       with n), the uniform rest drawn as a coded design when the budget holds one, and for
+       n <= 16 a removal ladder (full, single, pair ablations); all distinct.
     2. **Proxy**: LightGBM regressor; depth picked from ``proxy_depths`` and number of trees by
        early stopping on a 20% validation split (2 fits instead of a 40-fit grid search).
     3. **Exact extraction** of the proxy's Fourier coefficients up to ``max_order``.
-    4. **Ranking in two bases**: Fourier candidates by |coefficient|, each preceded by all its
+    4. **Ranking in three bases**: Fourier candidates by |coefficient|, each preceded by all its
        subsets (downward closure: an order-3 AND term is one block of 8 Fourier terms, so
        nothing of it is dropped); Möbius candidates (the same proxy, converted exactly) by the
-       standard deviation of their AND term — an order-3 AND is a single Möbius term.
+       standard deviation of their AND term — an order-3 AND is a single Möbius term; removal
+       candidates by ``|c| * std`` of their term on the fit masks — an OR of kept players
+       (backup heads) is a single removal term.
     5. **Support size by K-fold cross-validation** of the least-squares refit over *all*
        prefixes of a ranking at once (one Cholesky factor per fold; every prefix solution comes
        from the leading block of the triangular factor). ``support_rule="min"`` takes the CV
@@ -47,8 +66,15 @@ class ProxySPEX(Estimator):
        near-full R² at small budgets, see engine.md's follow-up; not the default).
     6. **Residual growth**: a proxy fitted to the residual proposes missing terms; they are
        spliced in after the selected support and step 5 is repeated while CV error drops.
-    7. The basis with the lower CV error wins; **refit** of its selected coefficients on all
-       samples by ridge with a GCV-chosen penalty (grid starting at ~0, i.e. least squares).
+    7. **Other candidate sets** (``sources``, :mod:`headspex.engine.search`) on the same folds:
+       matching pursuit and LASSO over screened low-order terms (no tree needed, so never much
+       worse than a LASSO baseline), terms decoded from the coded design (no marginal signal
+       needed), and the anchored removal fit when the ladder is there. Validation errors weigh
+       uniform and near-full masks alike (``balance``); ladder rows are never validated.
+    8. The lowest CV error wins (anchored within ``anchor_tolerance`` of it); **refit** of its
+       selected coefficients on all samples by ridge with a GCV-chosen penalty (grid starting at
+       ~0, i.e. least squares); LASSO and anchored winners keep their own coefficients.
+       ``diagnostics["winner"]`` names the source and basis, ``diagnostics["basis"]`` the basis.
 
     ``selection="energy"`` reproduces the reference post-processing (keep the coefficients
     covering ``energy_threshold`` of the energy, RidgeCV refit) for ablations.
@@ -74,8 +100,12 @@ class ProxySPEX(Estimator):
         n_jobs: int = 1,
         blas_threads: int = 1,
         refit: str = "ridge",
-        bases: Sequence[str] = ("fourier", "mobius"),
+        bases: Sequence[str] = BASES,
         support_rule: str = "min",
+        sources: Sequence[str] = SOURCES,
+        design_rule: bool = True,
+        balance: bool = True,
+        anchor_tolerance: float = ANCHOR_TOLERANCE,
     ) -> None:
         super().__init__(max_order, seed, near_full_fraction, near_full_keep)
         if support_rule not in ("min", "one_se"):
@@ -101,11 +131,31 @@ class ProxySPEX(Estimator):
         self.refit = refit
         self.bases = [_check_basis(b) for b in bases]
         if not self.bases:
-            raise EngineError("bases must name at least one of 'fourier', 'mobius'")
+            raise EngineError("bases must name at least one of 'fourier', 'mobius', 'removal'")
+        unknown = sorted(set(sources) - set(SOURCES))
+        if unknown or "proxy" not in sources:
+            raise EngineError(f"sources must include 'proxy' and come from {SOURCES}, got {tuple(sources)}")
+        self.sources = list(sources)
+        self.design_rule = bool(design_rule)
+        self.balance = bool(balance)
+        self.anchor_tolerance = float(anchor_tolerance)
+        self._coded: CodedDesign | None = None
+        self._row_weights: np.ndarray | None = None
+        self._fit_masks: np.ndarray | None = None
 
     def min_samples(self, n_players: int) -> int:
         # Early stopping needs a validation split and the CV needs a few rows per fold.
         return max(20, 4 * self.cv_folds)
+
+    def design(self, n_players: int, budget: int, rng: np.random.Generator) -> np.ndarray:
+        """The fit masks of :func:`~headspex.engine.design.plan_design` (``design_rule=True``)."""
+        self._coded = None
+        if not self.design_rule:
+            return super().design(n_players, budget, rng)
+        plan = plan_design(n_players, budget, self.near_full_fraction, self.max_order,
+                           coded="coded" in self.sources, ladder="anchored" in self.sources)
+        masks, self._coded = draw_design(plan, rng)
+        return masks
 
     # ----------------------------------------------------------------- proxy
     def _lgbm(self, depth: int, n_trees: int, seed: int) -> Any:
@@ -176,47 +226,28 @@ class ProxySPEX(Estimator):
         return ordered[: max(cap, len(head) + 1)]
 
     def _cv_prefix_errors(self, design: np.ndarray, targets: np.ndarray, folds: list[np.ndarray]) -> np.ndarray:
-        """Mean validation MSE of the least-squares fit on the first k columns, for every k.
+        """Validation error of every prefix of ``design``'s columns per fold (float64[folds, K]).
 
-        One Cholesky factor per fold: with ``B_train^T B_train = R^T R`` (R upper triangular),
-        the prefix-k solution is ``R_k^{-1} c_k`` with ``c = R^{-T} B_train^T y``, because the
-        leading k x k block of R is the factor of the leading block of the Gram matrix. So the
-        validation predictions of all prefixes are cumulative sums of
-        ``(B_val R^{-1})[:, j] * c[j]`` — all K support sizes for the price of one fit.
-        (Gram + Cholesky rather than QR: a BLAS-3 product, ~20x faster here, and the ±1
-        Fourier columns are well conditioned.)
-
-        Returns:
-            float64[folds, K]; entry [f, k-1] is fold f's validation MSE with k columns (inf past
-            a rank deficiency).
+        See :func:`~headspex.engine.candidates.cv_prefix_errors`; validation errors are weighted by
+        the fit's regime weights when ``balance`` is on.
         """
-        n_cols = design.shape[1]
-        per_fold = []
-        all_rows = np.arange(len(targets))
-        for val in folds:
-            train = np.setdiff1d(all_rows, val, assume_unique=True)
-            factor = cholesky_factor(design[train])
-            diag = np.abs(np.diag(factor))
-            ok = diag > 1e-6 * max(float(diag.max()), 1e-300)
-            usable = int(np.argmin(ok)) if not ok.all() else n_cols
-            errors = np.full(n_cols, np.inf)
-            if usable > 0:
-                r_use = factor[:usable, :usable]
-                c = solve_triangular(r_use, design[train][:, :usable].T @ targets[train], trans="T", lower=False)
-                weights = solve_triangular(r_use, design[val][:, :usable].T, trans="T", lower=False).T
-                predictions = np.cumsum(weights * c[None, :], axis=1)
-                errors[:usable] = np.mean((targets[val][:, None] - predictions) ** 2, axis=0)
-            per_fold.append(errors)
-        return np.stack(per_fold)
+        return cv_prefix_errors(design, targets, folds, self._row_weights)
 
     def _select(
         self, masks: np.ndarray, targets: np.ndarray, ranking: list[Subset], folds: list[np.ndarray],
         basis: Basis = "fourier",
     ) -> tuple[int, float, np.ndarray]:
-        design = basis_matrix(masks, ranking, basis)
-        fold_errors = self._cv_prefix_errors(design, targets, folds)
-        errors = fold_errors.mean(axis=0)
-        k = int(np.argmin(errors)) + 1
+        # Score a growing head of the ranking: a prefix's CV error does not depend on the
+        # columns after it, so doubling the head while the best size sits in its last fifth
+        # finds the same minimum as scoring all columns whenever the curve has one minimum.
+        size = min(len(ranking), SELECT_HEAD)
+        while True:
+            fold_errors = self._cv_prefix_errors(basis_matrix(masks, ranking[:size], basis), targets, folds)
+            errors = fold_errors.mean(axis=0)
+            k = int(np.argmin(errors)) + 1
+            if size >= len(ranking) or k < 0.8 * size:
+                break
+            size = min(len(ranking), 2 * size)
         if self.support_rule == "one_se" and np.isfinite(errors[k - 1]):
             # The smallest support whose CV error is within one standard error of the best:
             # at small budgets the minimum is flat and noisy, and the larger supports it picks
@@ -254,31 +285,51 @@ class ProxySPEX(Estimator):
         coefficients = lightgbm_to_fourier(proxy, self.max_order)
         diagnostics: dict[str, Any] = {"proxy": proxy_info, "n_proxy_terms": len(coefficients)}
         if self.selection == "energy":
-            return self._energy_selection(masks, values, coefficients), diagnostics
-
-        folds = np.array_split(rng.permutation(m), self.cv_folds)
+            return self._energy_selection(masks, values, coefficients), {**diagnostics, "basis": "fourier",
+                                                                          "winner": "proxy:fourier"}
+        self._fit_masks = masks
+        ladder = detect_ladder(masks) if "anchored" in self.sources else (0, np.zeros(m, dtype=bool))
+        free = np.flatnonzero(~ladder[1])  # ladder rows are always trained on, never validated
+        folds = np.array_split(rng.permutation(free), self.cv_folds)
+        self._row_weights = None
+        if self.balance:
+            self._row_weights = np.ones(m)
+            self._row_weights[free] = regime_weights(masks[free], values[free])
         min_train = m - max(len(f) for f in folds)
         cap = max(2, min(self.max_candidates, int(0.7 * min_train)))
-        # Search the support in each basis and keep the one with the lower CV error: AND-like
-        # (saturating, redundant) effects are sparse in the Möbius basis — an order-3 AND is 1
-        # Möbius term but 8 Fourier terms — while parity-like effects are sparse in Fourier.
-        searches = {}
+        # Search the support in each basis: AND-like (synergy) effects are sparse in the Möbius
+        # basis, OR-like (redundancy, backup heads) in the removal basis, parities in Fourier.
+        searches: dict[str, dict[str, Any]] = {}
         for basis in self.bases:
-            searches[basis] = self._search(basis, masks, values, features, coefficients, proxy_info["depth"],
-                                           folds, cap, rng)
-        basis = min(searches, key=lambda b: searches[b]["cv_mse"])
-        best = searches[basis]
-        support = best["support"]
-        beta, alpha = self._refit(basis_matrix(masks, support, basis), values)
-        diagnostics.update(
-            basis=basis, refit_alpha=alpha, n_selected=len(support), cv_mse=best["cv_mse"],
-            cv_r2=1.0 - best["cv_mse"] / (float(np.var(values)) or 1.0),
-            searches={b: {k: v for k, v in r.items() if k != "support"} for b, r in searches.items()},
+            found = self._search(basis, masks, values, features, coefficients, proxy_info["depth"], folds, cap, rng)
+            searches[f"proxy:{basis}"] = {"basis": basis, **found}
+        others = extra_searches(
+            masks, values, folds, coefficients, self._ranked_candidates(coefficients, cap), self.max_order, cap,
+            coded=self._coded if "coded" in self.sources else None,
+            ladder=ladder if ladder[0] else None, row_weights=self._row_weights,
+            pursuit_bases=[b for b in ("fourier", "removal") if "pursuit" in self.sources],
+            lasso="lasso" in self.sources,
         )
-        terms = dict(zip(support, beta.tolist()))
-        if basis == "mobius":
-            terms = mobius_to_fourier_dict(terms)
-        return terms, diagnostics
+        searches.update(others)
+        self._row_weights = None
+        winner = min(searches, key=lambda name: searches[name]["cv_mse"])
+        anchored = searches.get("anchored:removal")
+        if anchored is not None and anchored["cv_mse"] <= self.anchor_tolerance * searches[winner]["cv_mse"]:
+            winner = "anchored:removal"
+        best = searches[winner]
+        basis = best["basis"]
+        if "terms" in best:  # LASSO / anchored: coefficients as fitted
+            terms, alpha = dict(best["terms"]), 0.0
+        else:
+            beta, alpha = self._refit(basis_matrix(masks, best["support"], basis), values)
+            terms = dict(zip(best["support"], beta.tolist()))
+        diagnostics.update(
+            basis=basis, winner=winner, refit_alpha=alpha, n_selected=len(terms), cv_mse=best["cv_mse"],
+            cv_r2=1.0 - best["cv_mse"] / (float(np.var(values)) or 1.0), ladder_order=int(ladder[0]),
+            searches={name: {k: v for k, v in r.items() if k not in ("support", "terms")}
+                      for name, r in searches.items()},
+        )
+        return convert_terms(terms, basis, "fourier"), diagnostics
 
     def _rank(
         self, basis: Basis, fourier_coefficients: dict[Subset, float], cap: int, head: Sequence[Subset] = ()
@@ -286,6 +337,9 @@ class ProxySPEX(Estimator):
         """Candidate ordering in ``basis``; ``()`` first, then ``head``, then by importance."""
         if basis == "fourier":
             return self._ranked_candidates(fourier_coefficients, cap, head)
+        if basis == "removal":
+            removal = convert_terms(fourier_coefficients, "fourier", "removal")
+            return rank_terms(removal, self._fit_masks, "removal", cap, self.max_order, head)
         mobius = fourier_to_mobius_dict(fourier_coefficients)
         # Importance of an AND term = its standard deviation under uniform masks.
         scored = sorted(
