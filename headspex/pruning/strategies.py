@@ -125,7 +125,9 @@ class SurrogateStrategy(RemovalStrategy):
     """Keep the ``n - k`` players the recovered function predicts best (interactions included).
 
     Used for the interaction-informed strategy (ProxySPEX interactions) and for the
-    paper's LASSO baseline (LASSO interactions, same maximiser).
+    paper's LASSO baseline (LASSO interactions, same maximiser). Interactions in any basis
+    (Fourier, Möbius, or the removal basis of Engine II) are converted to Möbius exactly and
+    maximised exactly (enumeration or MILP), as :func:`maximise_surrogate` documents.
     """
 
     def __init__(
