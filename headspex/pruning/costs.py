@@ -34,7 +34,10 @@ class CountingValueFunction:
         return np.asarray(self.value_fn(masks), dtype=np.float64)
 
     def __getattr__(self, name: str) -> Any:  # the game's other attributes (n_questions, …) stay reachable
-        return getattr(self.__dict__["value_fn"], name)
+        value_fn = self.__dict__.get("value_fn")
+        if value_fn is None:  # not initialised yet (copy / pickle): no recursion
+            raise AttributeError(name)
+        return getattr(value_fn, name)
 
 
 #: Why each attribution value function is offered (recorded next to results).
