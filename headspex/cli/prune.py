@@ -37,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategies", default=None, help=f"comma list from {','.join(STRATEGIES)} (default all)")
     parser.add_argument("--best-of-n", type=int, default=None, help=f"random sets per k for Best-of-N (default {defaults.best_of_n})")
     parser.add_argument("--greedy-max-k", type=int, default=None, help=f"largest k of greedy_eval (default {defaults.greedy_max_k})")
+    parser.add_argument("--refine-budget", type=int, default=None,
+                        help=f"verify_refine: new evaluations per k (default {defaults.refine_budget})")
+    parser.add_argument("--refine-pool", type=int, default=None,
+                        help=f"verify_refine: surrogate proposals evaluated per k (default {defaults.refine_pool})")
     parser.add_argument("--engine-result", default=None, help="reuse a saved EngineResult folder (with attribution.json)")
     parser.add_argument("--attribution-run", default=None, help="reuse a `headspex attribute` run directory")
     parser.add_argument("--unit", default=None, help="unit of --attribution-run (default: the one whose players match --layers)")
@@ -52,7 +56,7 @@ def config_from_args(args: argparse.Namespace) -> PruneConfig:
     if values.get("layer_group_size"):
         values.setdefault("layers", None)
     for name in ("model", "subject", "source", "layers", "mode", "scoring", "attribution_metric", "budget", "n_attribution",
-                 "n_reference", "n_evaluation", "ks", "best_of_n", "greedy_max_k", "engine_result", "attribution_run",
+                 "n_reference", "n_evaluation", "ks", "best_of_n", "greedy_max_k", "refine_budget", "refine_pool", "engine_result", "attribution_run",
                  "unit", "seed", "n_bootstrap"):
         value = getattr(args, name, None)
         if value is not None:

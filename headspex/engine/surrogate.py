@@ -166,8 +166,12 @@ def _local_search(poly: MobiusPolynomial, n_keep: int, start: Sequence[int] | No
     return tuple(np.flatnonzero(keep).tolist()), value
 
 
-def _milp(poly: MobiusPolynomial, n_keep: int, time_limit_s: float) -> tuple[tuple[int, ...] | None, float, int, str]:
+def _milp(poly: MobiusPolynomial, n_keep: int, time_limit_s: float,
+          exclude: Sequence[Sequence[int]] = ()) -> tuple[tuple[int, ...] | None, float, int, str]:
     """Solve ``max f(x) s.t. Σx = n_keep`` with scipy's HiGHS MILP.
+
+    ``exclude``: keep-sets (of size ``n_keep``) cut off by no-good constraints
+    ``Σ_{i∈K} x_i ≤ n_keep − 1``, so repeated solves list the next-best keep-sets.
 
     Each Möbius product of order ≥ 2 gets a continuous ``y_S ∈ [0, 1]`` with
     ``y_S ≤ x_i`` (i ∈ S) and ``y_S ≥ Σ_{i∈S} x_i − |S| + 1``; for binary ``x`` these force
@@ -195,6 +199,13 @@ def _milp(poly: MobiusPolynomial, n_keep: int, time_limit_s: float) -> tuple[tup
     lower.append(n_keep)
     upper.append(n_keep)
     row += 1
+    for keep_set in exclude:  # no-good cut: not exactly this keep-set again
+        rows += [row] * len(keep_set)
+        cols += [int(i) for i in keep_set]
+        vals += [1.0] * len(keep_set)
+        lower.append(-np.inf)
+        upper.append(n_keep - 1.0)
+        row += 1
     for t, (subset, coef) in enumerate(higher):
         y = n + t
         objective[y] = -coef
@@ -279,3 +290,56 @@ def maximise_surrogate(
         detail = f"milp stopped without proof (status {status}: {message}); incumbent polished by local search"
     return SurrogateSolution(keep_ls, value_ls, "local_search", False, time.perf_counter() - start, detail)
 
+
+
+def top_surrogate_solutions(
+    surrogate: Any,
+    n_keep: int,
+    n_solutions: int,
+    *,
+    max_enumeration: int = 200_000,
+    time_limit_s: float = 60.0,
+) -> list[SurrogateSolution]:
+    """The ``n_solutions`` best keep-sets of size ``n_keep`` under a recovered function, best first.
+
+    Exact when ``C(n, n_keep) <= max_enumeration`` (enumeration keeps the running top list)
+    or when every MILP re-solve proves optimality: the j-th solve adds a no-good cut for each
+    earlier keep-set, so it returns the j-th best (ties in any order). A solve that stops
+    without proof ends the list there (its solution is kept, ``optimal=False``).
+
+    Args:
+        surrogate: engine ``Interactions`` (any basis: converted exactly to Möbius) or a
+            :class:`MobiusPolynomial`.
+        n_keep: players kept; n_solutions: how many keep-sets (fewer when fewer exist).
+
+    Returns:
+        list of :class:`SurrogateSolution`, predicted value non-increasing.
+    """
+    poly = surrogate if isinstance(surrogate, MobiusPolynomial) else MobiusPolynomial.from_interactions(surrogate)
+    n = poly.n_players
+    if not 0 <= n_keep <= n:
+        raise SurrogateSolverError(f"n_keep must be in [0, {n}]; got {n_keep}")
+    if n_solutions < 1:
+        raise SurrogateSolverError(f"n_solutions must be >= 1; got {n_solutions}")
+    n_solutions = min(n_solutions, math.comb(n, n_keep))
+    start = time.perf_counter()
+    if math.comb(n, n_keep) <= max_enumeration:
+        best: list[tuple[float, tuple[int, ...]]] = []
+        for masks in _keep_masks_of_size(n, n_keep):
+            values = poly(masks)
+            top = np.argsort(-values, kind="stable")[:n_solutions]
+            best += [(float(values[r]), tuple(np.flatnonzero(masks[r]).tolist())) for r in top]
+            best = sorted(best, key=lambda item: (-item[0], item[1]))[:n_solutions]
+        seconds = time.perf_counter() - start
+        return [SurrogateSolution(keep, value, "enumeration", True, seconds, f"rank {rank + 1}")
+                for rank, (value, keep) in enumerate(best)]
+    solutions: list[SurrogateSolution] = []
+    while len(solutions) < n_solutions:
+        keep, value, status, message = _milp(poly, n_keep, time_limit_s, exclude=[s.keep for s in solutions])
+        if keep is None:
+            break
+        solutions.append(SurrogateSolution(keep, value, "milp", status == 0, time.perf_counter() - start,
+                                           f"rank {len(solutions) + 1}: {message}"))
+        if status != 0:
+            break
+    return solutions

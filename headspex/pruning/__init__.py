@@ -19,7 +19,15 @@ Mask convention everywhere: ``True`` = kept, ``False`` = ablated / pruned.
 
 from __future__ import annotations
 
-from ..engine.surrogate import MobiusPolynomial, SurrogateSolution, SurrogateSolverError, maximise_surrogate, removal_mask
+from ..engine.surrogate import (
+    MobiusPolynomial,
+    SurrogateSolution,
+    SurrogateSolverError,
+    maximise_surrogate,
+    removal_mask,
+    top_surrogate_solutions,
+)
+from .costs import VALUE_FUNCTION_NOTES, CountingValueFunction
 from .errors import PruningError, QuestionOverlapError
 from .evaluate import (
     CLOZE_EVAL_METRICS,
@@ -50,6 +58,7 @@ from .strategies import (
     build_strategies,
     register_strategy,
 )
+from .refine import VerifyRefineStrategy
 from .summary import summary_markdown
 
 __all__ = [
@@ -62,6 +71,10 @@ __all__ = [
     "SPEC_FORMAT",
     "STRATEGIES",
     "AppliedPruning",
+    "CountingValueFunction",
+    "VALUE_FUNCTION_NOTES",
+    "VerifyRefineStrategy",
+    "top_surrogate_solutions",
     "BestOfNStrategy",
     "GreedyRemovalStrategy",
     "MobiusPolynomial",

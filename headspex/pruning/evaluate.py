@@ -212,3 +212,36 @@ def verdicts(evaluation: Mapping[str, Any], metric: str = "logprob") -> dict[str
         lo, hi = row[metric]["lo"], row[metric]["hi"]
         tally["wins" if lo > 0 else "losses" if hi < 0 else "ties"] += 1
     return out
+
+
+def paired_all(evaluation: Mapping[str, Any], *, n_bootstrap: int = 2000, seed: int = 0) -> list[dict[str, Any]]:
+    """Paired differences between every two strategies at each k they share (and each vs unpruned).
+
+    Reads ``evaluation["per_question"]`` (from :func:`evaluate_removals`); the question
+    resamples are drawn like there, so intervals are paired over the same questions.
+
+    Returns:
+        ``[{"a", "b", "k", metric: {"mean", "lo", "hi"}}]``: mean of ``a − b`` per question with
+        its 95 % percentile bootstrap interval; ``b = "unpruned"`` rows compare with no pruning.
+    """
+    per_question = evaluation["per_question"]
+    metrics = list(evaluation["metrics"])
+    by_key = {tuple(key.rsplit("|", 1)): {m: np.asarray(v[m], dtype=np.float64) for m in metrics}
+              for key, v in per_question.items()}
+    n_q = int(evaluation["n_questions"])
+    indices = np.random.default_rng(seed).integers(0, n_q, size=(n_bootstrap, n_q))
+    unpruned = by_key[("unpruned", "0")]
+    keys = sorted((s, int(k)) for s, k in by_key if s != "unpruned")
+    out = []
+    for i, (a, k) in enumerate(keys):
+        others = [("unpruned", None)] + [(b, kb) for b, kb in keys[i + 1:] if kb == k]
+        for b, _ in others:
+            theirs = unpruned if b == "unpruned" else by_key[(b, str(k))]
+            ours = by_key[(a, str(k))]
+            row: dict[str, Any] = {"a": a, "b": b, "k": k}
+            for m in metrics:
+                diff = ours[m] - theirs[m]
+                lo, hi = bootstrap_interval(diff, indices)
+                row[m] = {"mean": float(diff.mean()), "lo": lo, "hi": hi}
+            out.append(row)
+    return out

@@ -23,8 +23,9 @@ import numpy as np
 from ..engine.surrogate import removal_mask
 from ..io import to_jsonable
 from ..types import Metric, Scoring, choices
+from .costs import VALUE_FUNCTION_NOTES
 from .errors import PruningError
-from .evaluate import check_questions_disjoint, evaluate_removals, game_metrics_fn, verdicts
+from .evaluate import check_questions_disjoint, evaluate_removals, game_metrics_fn, paired_all, verdicts
 from .spec import PRUNING_MODES, Pruning
 from .strategies import REGISTRY, STRATEGIES, RemovalStrategy, StrategyContext, build_strategies
 from .summary import summary_markdown
@@ -68,6 +69,8 @@ class PruneConfig:
         ks: numbers of pruned heads (values >= number of players are skipped).
         strategies: subset of :data:`STRATEGIES`.
         best_of_n: random subsets per k of Best-of-N; greedy_max_k: largest k greedy runs to.
+        refine_budget, refine_pool, refine_fitter: verify-and-refine's new evaluations per k,
+            surrogate proposals per k and refit estimator (``proxyspex`` | ``lasso``).
         n_bootstrap: bootstrap resamples; time_limit_s: MILP time limit per k.
         engine_result: reuse a saved EngineResult folder (needs attribution.json beside or in it).
         attribution_run, unit: reuse a ``headspex attribute`` run directory (unit name optional).
@@ -93,6 +96,9 @@ class PruneConfig:
     strategies: list[str] = field(default_factory=lambda: list(STRATEGIES))
     best_of_n: int = 8
     greedy_max_k: int = 4
+    refine_budget: int = 24
+    refine_pool: int = 8
+    refine_fitter: str = "proxyspex"
     n_bootstrap: int = 2000
     time_limit_s: float = 60.0
     engine_result: str | None = None
@@ -111,6 +117,9 @@ class PruneConfig:
             raise PruningError("Give --engine-result or --attribution-run, not both")
         if self.scoring not in choices(Scoring):
             raise PruningError(f"scoring must be 'letter' or 'cloze'; got '{self.scoring}'")
+        if self.attribution_metric not in ATTRIBUTION_METRICS:
+            raise PruningError(f"attribution_metric must be one of {tuple(map(str, ATTRIBUTION_METRICS))}; "
+                               f"got '{self.attribution_metric}'")
         if not self.ks or min(self.ks) < 1:
             raise PruningError(f"ks must be positive integers; got {self.ks}")
         return self
@@ -217,9 +226,11 @@ def _prune_group(config: PruneConfig, model: Any, task: Any, layers: list[int], 
         n_players=n, value_fn=attr_game, samples=proxy_result, player_names=players.names, seed=config.seed,
         best_of_n=config.best_of_n, greedy_max_k=config.greedy_max_k, time_limit_s=config.time_limit_s, model=model,
         prompt_set=task.prompt_set("attribution").subset(range(attr_game.n_questions)), players=players,
-        progress=config.progress, costs=costs)
+        progress=config.progress, costs=costs, max_order=config.max_order, refine_budget=config.refine_budget,
+        refine_pool=config.refine_pool, refine_fitter=config.refine_fitter)
     strategies = build_strategies(config.strategies, context)
     removals = _choose_removals(strategies, ks, attr_game, costs)
+    evaluations_spent = {name: {k: s.cost(k) for k in removals[name]} for name, s in strategies.items()}
 
     t1 = time.perf_counter()
     evaluation = evaluate_removals(removals, n, game_metrics_fn(eval_game), n_bootstrap=config.n_bootstrap,
@@ -227,8 +238,10 @@ def _prune_group(config: PruneConfig, model: Any, task: Any, layers: list[int], 
     costs["evaluation_s"] = time.perf_counter() - t1
     costs["evaluation_rows"] = eval_game.n_row_evaluations
     costs["total_s"] = time.perf_counter() - started
+    evaluation["paired_all"] = paired_all(evaluation, n_bootstrap=config.n_bootstrap, seed=config.seed)
     for row in evaluation["rows"]:
         row["removed_heads"] = [players.names[i] for i in row["removed"]]
+        row["evaluations"] = evaluations_spent[row["strategy"]][row["k"]]
         # What the strategy's own criterion saw on the attribution questions (cached masks).
         row["attribution_value"] = float(attr_game(removal_mask(n, row["removed"])[None])[0])
     evaluation["unpruned_attribution_value"] = float(attr_game(np.ones((1, n), bool))[0])
@@ -236,6 +249,9 @@ def _prune_group(config: PruneConfig, model: Any, task: Any, layers: list[int], 
         "config": asdict(config), "layers": layers, "players": players.names, "ks": ks,
         "model": getattr(model, "headspex_source", config.model), "task": task.describe(),
         "attribution": {k: v for k, v in attribution_meta.items() if k != "task"},
+        "value_function": {"metric": str(config.attribution_metric),
+                           "why": VALUE_FUNCTION_NOTES.get(str(config.attribution_metric), "")},
+        "evaluations_spent": evaluations_spent,
         "faithfulness": proxy_result.faithfulness, "n_interaction_terms": len(proxy_result.interactions),
         "strategies": {name: s.describe() for name, s in strategies.items()},
         "costs": costs, "torch_threads": torch.get_num_threads(),
@@ -304,7 +320,7 @@ def _choose_removals(strategies: dict[str, RemovalStrategy], ks: list[int], attr
 def _write_group(config: PruneConfig, model: Any, task: Any, players: Any, result: dict[str, Any],
                  removals: dict[str, dict[int, tuple[int, ...]]], group_out: Path) -> None:
     """evaluation.json, the proxyspex Pruning specs, curves.png and summary.md of one group."""
-    from ..plots import plot_curves
+    from ..plots import plot_cost_curves, plot_curves
 
     (group_out / "evaluation.json").write_text(json.dumps(to_jsonable(result), indent=1))
     prunings_dir = group_out / "prunings"
@@ -323,4 +339,5 @@ def _write_group(config: PruneConfig, model: Any, task: Any, players: Any, resul
     layers = result["layers"]
     title = f"{result['model']} · MMLU {config.subject} · heads of layers {layers[0]}–{layers[-1]} · {config.mode}"
     plot_curves(result, group_out / "curves.png", title)
+    plot_cost_curves(result, group_out / "cost_curves.png", title)
     (group_out / "summary.md").write_text(summary_markdown(result))

@@ -16,6 +16,7 @@ Mask convention: ``True`` = kept, ``False`` = removed.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import time
@@ -28,6 +29,7 @@ import numpy as np
 
 from ..engine.surrogate import MobiusPolynomial, SurrogateSolution, maximise_surrogate, removal_mask
 from ..types import ValueFunction
+from .costs import CountingValueFunction
 from .errors import PruningError
 
 
@@ -50,6 +52,9 @@ class RemovalStrategy(ABC):
 
     name: str = "strategy"
     max_k: int | None = None
+    #: True when the strategy's state carries over from one k to the next (greedy, verify and
+    #: refine): the cost of k then includes what earlier ks spent.
+    nested_cost: bool = False
 
     def __init__(self, n_players: int, name: str | None = None) -> None:
         if n_players < 1:
@@ -57,6 +62,13 @@ class RemovalStrategy(ABC):
         self.n_players = int(n_players)
         if name is not None:
             self.name = name
+        # Cost accounting (attribution-game evaluations; see :meth:`cost`), filled by
+        # :func:`build_strategies` and :meth:`choose`.
+        self.counter: CountingValueFunction | None = None
+        self.shared_evaluations = 0
+        self.setup_evaluations = 0
+        self.evaluations: dict[int, int] = {}
+        self.counter_after: dict[int, int] = {}
 
     @abstractmethod
     def _choose(self, k_remove: int) -> Iterable[int]:
@@ -67,10 +79,30 @@ class RemovalStrategy(ABC):
         k = _check_k(k_remove, self.n_players)
         if k == 0:
             return ()
+        before = self.counter.rows if self.counter is not None else 0
         removed = tuple(sorted(int(i) for i in self._choose(k)))
         if len(set(removed)) != k:
             raise PruningError(f"{self.name} returned {removed} for k_remove={k}")
+        after = self.counter.rows if self.counter is not None else 0
+        self.evaluations[k] = self.evaluations.get(k, 0) + after - before
+        self.counter_after[k] = after
         return removed
+
+    def cost(self, k_remove: int) -> int:
+        """Attribution-game evaluations (masks) spent to choose the set for ``k_remove``.
+
+        ``shared_evaluations`` (the attribution masks the strategy's inputs were fitted on)
+        + what it evaluated while being built + what ``choose(k)`` evaluated; for a
+        :attr:`nested_cost` strategy, everything it evaluated up to and including ``k``
+        (its later choices build on the earlier ones). Raises before ``choose(k_remove)``.
+        """
+        k = int(k_remove)
+        if k == 0:
+            return 0
+        if k not in self.evaluations:
+            raise PruningError(f"{self.name} has not chosen a set for k_remove={k} yet")
+        own = self.counter_after[k] if self.nested_cost else self.setup_evaluations + self.evaluations[k]
+        return self.shared_evaluations + own
 
     def runnable_ks(self, ks: Iterable[int]) -> list[int]:
         """The ``ks`` this strategy is run for: those up to :attr:`max_k`."""
@@ -81,15 +113,21 @@ class RemovalStrategy(ABC):
         return {int(k): self.choose(int(k)) for k in ks}
 
     def describe(self) -> dict[str, Any]:
-        """JSON-able description of the strategy and how it chose."""
-        return {"name": self.name, "class": type(self).__name__}
+        """JSON-able description of the strategy and how it chose (its costs included)."""
+        return {"name": self.name, "class": type(self).__name__,
+                "cost": {"shared_evaluations": self.shared_evaluations, "setup_evaluations": self.setup_evaluations,
+                         "nested": self.nested_cost,
+                         "evaluations_per_k": {str(k): v for k, v in sorted(self.evaluations.items())},
+                         "cost_per_k": {str(k): self.cost(k) for k in sorted(self.evaluations)}}}
 
 
 class SurrogateStrategy(RemovalStrategy):
     """Keep the ``n - k`` players the recovered function predicts best (interactions included).
 
     Used for the interaction-informed strategy (ProxySPEX interactions) and for the
-    paper's LASSO baseline (LASSO interactions, same maximiser).
+    paper's LASSO baseline (LASSO interactions, same maximiser). Interactions in any basis
+    (Fourier, Möbius, or the removal basis of Engine II) are converted to Möbius exactly and
+    maximised exactly (enumeration or MILP), as :func:`maximise_surrogate` documents.
     """
 
     def __init__(
@@ -225,6 +263,7 @@ class GreedyRemovalStrategy(RemovalStrategy):
     """
 
     name = "greedy_eval"
+    nested_cost = True
 
     def __init__(self, value_fn: ValueFunction, n_players: int, name: str | None = None,
                  max_k: int | None = None) -> None:
@@ -281,6 +320,9 @@ class StrategyContext:
         model, prompt_set, players: the model, attribution questions and players of the
             gradient baseline (only it needs them).
         progress: progress bars.
+        max_order: interaction order of refitted surrogates.
+        refine_budget, refine_pool, refine_fitter: verify-and-refine's new evaluations per k,
+            surrogate proposals per k, and refit estimator (``proxyspex`` | ``lasso``).
         costs: builders record what they spent here (seconds, faithfulness of a refit).
     """
 
@@ -297,6 +339,10 @@ class StrategyContext:
     players: Any = None
     progress: bool = False
     costs: dict[str, Any] = field(default_factory=dict)
+    max_order: int = 3
+    refine_budget: int = 24
+    refine_pool: int = 8
+    refine_fitter: str = "proxyspex"
 
 
 StrategyBuilder = Callable[[StrategyContext], RemovalStrategy]
@@ -381,14 +427,62 @@ def _build_greedy_eval(context: StrategyContext) -> RemovalStrategy:
     return GreedyRemovalStrategy(context.value_fn, context.n_players, max_k=context.greedy_max_k)
 
 
+def surrogate_fitter(kind: str, max_order: int, seed: int, player_names: Sequence[str]) -> Callable[[np.ndarray, np.ndarray], Any]:
+    """``fit(masks, values) -> Interactions``: ProxySPEX (``"proxyspex"``) or order-2 LASSO (``"lasso"``)."""
+    from ..engine import LassoRegression, ProxySPEX
+
+    if kind not in ("proxyspex", "lasso"):
+        raise PruningError(f"refine_fitter must be 'proxyspex' or 'lasso'; got '{kind}'")
+
+    def fit(masks: np.ndarray, values: np.ndarray) -> Any:
+        estimator = (ProxySPEX(max_order=max_order, seed=seed) if kind == "proxyspex"
+                     else LassoRegression(max_order=min(max_order, 2), seed=seed))
+        if len(np.unique(masks, axis=0)) < estimator.min_samples(len(player_names)):
+            # Tiny games (few distinct masks exist): ProxySPEX cannot run, the order-2 LASSO can.
+            estimator = LassoRegression(max_order=min(max_order, 2), seed=seed)
+        return estimator.fit_samples(masks, values, list(player_names)).interactions
+
+    return fit
+
+
+@register_strategy("verify_refine")
+def _build_verify_refine(context: StrategyContext) -> RemovalStrategy:
+    from .refine import VerifyRefineStrategy
+
+    samples = context.samples
+    fit = surrogate_fitter(context.refine_fitter, context.max_order, context.seed, context.player_names)
+    return VerifyRefineStrategy(context.value_fn, samples.masks, samples.values, fit, budget_per_k=context.refine_budget,
+                                pool_size=context.refine_pool, time_limit_s=context.time_limit_s)
+
+
 #: The names of every registered strategy.
 STRATEGIES: tuple[str, ...] = tuple(REGISTRY)
 
 
+#: Strategies whose choices come from the attribution samples (charged their fit masks).
+USES_ATTRIBUTION_SAMPLES: frozenset[str] = frozenset({"proxyspex", "lasso", "banzhaf", "shapley", "verify_refine"})
+
+
 def build_strategies(names: Iterable[str], context: StrategyContext) -> dict[str, RemovalStrategy]:
-    """``{name: strategy}`` for each requested name, built in :data:`REGISTRY` order."""
+    """``{name: strategy}`` for each requested name, built in :data:`REGISTRY` order.
+
+    Each strategy gets its own :class:`~headspex.pruning.costs.CountingValueFunction` around
+    ``context.value_fn``, so :meth:`RemovalStrategy.cost` counts exactly the masks it asked for;
+    strategies in :data:`USES_ATTRIBUTION_SAMPLES` are also charged the attribution's fit masks.
+    """
     chosen = set(names)
     unknown = sorted(chosen - set(REGISTRY))
     if unknown:
         raise PruningError(f"Unknown strategies {unknown}; choose from {list(REGISTRY)}")
-    return {name: build(context) for name, build in REGISTRY.items() if name in chosen}
+    built = {}
+    for name, build in REGISTRY.items():
+        if name not in chosen:
+            continue
+        counter = CountingValueFunction(context.value_fn)
+        strategy = build(dataclasses.replace(context, value_fn=counter))
+        strategy.counter = counter
+        strategy.setup_evaluations = counter.rows
+        if name in USES_ATTRIBUTION_SAMPLES and context.samples is not None:
+            strategy.shared_evaluations = int(len(context.samples.masks))
+        built[name] = strategy
+    return built

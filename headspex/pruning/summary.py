@@ -19,6 +19,17 @@ def summary_markdown(result: dict[str, Any]) -> str:
     metrics = list(result.get("metrics", EVAL_METRICS))
     lines.append("Unpruned: " + ", ".join(f"{m} {_fmt(unpruned[m])}" for m in metrics))
     lines.append("")
+    if "value_function" in result:
+        vf = result["value_function"]
+        lines += [f"Attribution value function: **{vf['metric']}** ({vf['why']}).", ""]
+    if result.get("evaluations_spent"):
+        lines += ["**Attribution-game evaluations spent** (masks; attribution fit masks included where a "
+                  "strategy reuses them)", "", "| strategy | " + " | ".join(f"k={k}" for k in result["ks"]) + " |",
+                  "|---|" + "---|" * len(result["ks"])]
+        for strategy, by_k in result["evaluations_spent"].items():
+            by_k = {int(k): v for k, v in by_k.items()}
+            lines.append(f"| {strategy} | " + " | ".join(str(by_k[k]) if k in by_k else "–" for k in result["ks"]) + " |")
+        lines.append("")
     for metric in metrics:
         lines += [f"**{metric}** (held out)", "", "| strategy | " + " | ".join(f"k={k}" for k in result["ks"]) + " |",
                   "|---|" + "---|" * len(result["ks"])]

@@ -136,7 +136,7 @@ def test_cli_choices_come_from_the_enums_and_the_registry() -> None:
     assert list(options["prune"]["mode"]) == ["zero", "zero_rescaled", "mean"]  # resample is no fixed pruning
     assert list(options["prune"]["attribution_metric"]) == ["logprob", "margin", "accuracy"]
     assert set(STRATEGIES) == {"proxyspex", "lasso", "best_of_n", "random", "banzhaf", "shapley", "single_head",
-                               "gradient", "greedy_eval"}
+                               "gradient", "greedy_eval", "verify_refine"}
 
 
 def test_the_same_bad_input_through_the_api_raises_a_headspex_error(tiny_llama: Any, tmp_path: Path) -> None:

@@ -416,6 +416,18 @@ def test_run_experiment_with_cloze_scoring_end_to_end(tiny_llama: Any, tmp_path:
     summary = (tmp_path / "out" / "summary.md").read_text()
     assert "calibrated" not in summary and "**logprob** (held out)" in summary
     assert (tmp_path / "out" / "curves.png").stat().st_size > 0
+    assert (tmp_path / "out" / "cost_curves.png").stat().st_size > 0
+    # Equal-cost accounting: every row says what its strategy spent; the value function is named.
+    assert result["value_function"]["metric"] == "logprob" and result["value_function"]["why"]
+    spent = {(r["strategy"], r["k"]): r["evaluations"] for r in result["rows"]}
+    n_fit = min(config.budget, 2**4)  # 4 players: at most 16 distinct fit masks exist
+    assert spent[("best_of_n", 1)] == 2 and spent[("random", 2)] == 0 and spent[("proxyspex", 1)] == n_fit
+    assert 0 <= spent[("verify_refine", 1)] - n_fit <= config.refine_budget
+    # All-pairs paired differences: a strategy against itself would be 0; against unpruned matches the rows.
+    vs_unpruned = {(p["a"], p["k"]): p for p in result["paired_all"] if p["b"] == "unpruned"}
+    for row in result["rows"]:
+        assert vs_unpruned[(row["strategy"], row["k"])]["logprob"]["mean"] == pytest.approx(
+            row["delta_vs_unpruned"]["logprob"]["mean"], abs=1e-12)
 
 
 def test_cli_registers_prune_with_presets() -> None:

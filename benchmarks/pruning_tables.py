@@ -1,0 +1,65 @@
+"""Markdown tables of one pruning result at equal cost: metrics, evaluations spent, pairwise verdicts.
+
+    python benchmarks/pruning_tables.py docs/results/pruning_marketing_equalcost.json
+
+Reads the ``evaluation.json`` that :func:`headspex.pruning.prune` writes (``rows`` with
+``evaluations``, ``paired_all``) and prints: per strategy and k the held-out log-prob and
+accuracy with 95 % bootstrap intervals, the change against the unpruned model, and the
+attribution-game evaluations spent; then, for the interaction-informed strategies, wins / ties
+/ losses against every other strategy (a win or loss needs the paired interval to exclude 0).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _cell(c: dict[str, float], digits: int = 3) -> str:
+    return f"{c['mean']:+.{digits}f} [{c['lo']:+.{digits}f}, {c['hi']:+.{digits}f}]"
+
+
+def metric_table(result: dict[str, Any]) -> list[str]:
+    """One row per (strategy, k): evaluations, log-prob, Δ log-prob, accuracy, Δ accuracy."""
+    lines = ["| strategy | k | evaluations | log p | Δ log p vs unpruned | accuracy | Δ accuracy vs unpruned |",
+             "|---|---|---|---|---|---|---|"]
+    for row in sorted(result["rows"], key=lambda r: (r["k"], r["strategy"])):
+        d = row["delta_vs_unpruned"]
+        lines.append(f"| {row['strategy']} | {row['k']} | {row.get('evaluations', '?')} | {_cell(row['logprob'])} | "
+                     f"{_cell(d['logprob'])} | {_cell(row['accuracy'])} | {_cell(d['accuracy'])} |")
+    return lines
+
+
+def verdict_table(result: dict[str, Any], ours: str, metric: str) -> list[str]:
+    """``ours`` vs every other strategy: wins / ties / losses over k on ``metric``, with the ks."""
+    tallies: dict[str, dict[str, list[int]]] = {}
+    for p in result["paired_all"]:
+        if p["b"] == "unpruned" or ours not in (p["a"], p["b"]):
+            continue
+        other, sign = (p["b"], 1.0) if p["a"] == ours else (p["a"], -1.0)
+        lo, hi = sorted((sign * p[metric]["lo"], sign * p[metric]["hi"]))
+        verdict = "W" if lo > 0 else "L" if hi < 0 else "T"
+        tallies.setdefault(other, {"W": [], "T": [], "L": []})[verdict].append(p["k"])
+    lines = [f"| {ours} vs | wins (k) | ties | losses (k) |", "|---|---|---|---|"]
+    for other, t in sorted(tallies.items()):
+        lines.append(f"| {other} | {len(t['W'])} {sorted(t['W']) or ''} | {len(t['T'])} | {len(t['L'])} {sorted(t['L']) or ''} |")
+    return lines
+
+
+def main(path: str) -> None:
+    result = json.loads(Path(path).read_text())
+    u = result["unpruned"]
+    print(f"Unpruned: log p {u['logprob']['mean']:.3f} [{u['logprob']['lo']:.3f}, {u['logprob']['hi']:.3f}], "
+          f"accuracy {u['accuracy']['mean']:.3f} [{u['accuracy']['lo']:.3f}, {u['accuracy']['hi']:.3f}]; "
+          f"{result['n_questions']} held-out questions; value function {result.get('value_function', {}).get('metric')}\n")
+    print("\n".join(metric_table(result)) + "\n")
+    for ours in ("verify_refine", "proxyspex"):
+        for metric in ("logprob", "accuracy"):
+            print(f"**{ours}, {metric}**\n")
+            print("\n".join(verdict_table(result, ours, metric)) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
