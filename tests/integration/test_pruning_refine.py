@@ -32,6 +32,7 @@ from headspex.pruning import (
     top_surrogate_solutions,
 )
 from headspex.pruning.strategies import surrogate_fitter
+from fixture_paths import REPO
 
 # ----------------------------------------------------------------------------- planted OR game
 # Backup heads: group {0, 1, 2} is worth 1.0 while ANY of them is kept, group {3, 4} 0.8 while
@@ -143,7 +144,7 @@ def test_verify_refine_finds_the_enumerated_optimum_of_the_or_game() -> None:
 def induction_values() -> np.ndarray:
     """Exact values over all 2^8 head masks of a 2-layer induction model with backup heads
     (trained here: 400 steps, head dropout 0.3), as a lookup table ``float[256]``."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.path.insert(0, str(REPO / "benchmarks"))
     from induction_model import InductionGame
 
     game = InductionGame(steps=400, n_eval=64)
