@@ -80,9 +80,9 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> dict[str
         ``{"CPU": ..., "GPU": ...}``: the cluster's total resources.
     """
     ray = import_ray()
+    if address not in (None, "auto"):
+        _check_reachable(address)
     if not ray.is_initialized():
-        if address not in (None, "auto"):
-            _check_reachable(address)
         options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
         try:
             if address is None:
