@@ -47,3 +47,25 @@ def test_tiny_model_spec_loads_the_conftest_model(tiny_llama: object) -> None:
     loaded = ModelSpec.tiny("llama", n_layers=3).load()
     for mine, theirs in zip(loaded.parameters(), tiny_llama.parameters()):  # type: ignore[attr-defined]
         assert torch.equal(mine, theirs)
+
+
+def test_run_options_from_the_command_line() -> None:
+    import argparse
+
+    from headspex.distributed.options import RunOptions, add_arguments
+    from headspex.errors import HeadspexError
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    local = RunOptions.from_args(parser.parse_args([]))
+    assert not local.distributed and local.device == "cpu" and local.game_options() == {}
+    pool = RunOptions.from_args(parser.parse_args(["--workers", "2", "--memory-budget-mb", "64"]))
+    assert pool.distributed and pool.workers == 2 and pool.game_options() == {"memory_budget_mb": 64.0}
+    cluster = RunOptions.from_args(parser.parse_args(["--ray-address", "auto"]))
+    assert cluster.distributed and cluster.workers == 1
+    spec = pool.model_spec("tiny-llama", seed=3)
+    assert (spec.source, spec.device, spec.seed, spec.resolved_dtype()) == ("tiny-llama", "cpu", 3, "float32")
+    with pytest.raises(HeadspexError, match="--workers must be >= 0"):
+        RunOptions.from_args(parser.parse_args(["--workers", "-1"]))
+    with pytest.raises(HeadspexError, match="--memory-budget-mb must be positive"):
+        RunOptions.from_args(parser.parse_args(["--memory-budget-mb", "0"]))

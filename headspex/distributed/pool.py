@@ -255,13 +255,21 @@ class WorkerPool:
 
     def worker_pids(self, timeout_s: float = 120.0) -> dict[str, int]:
         """``{worker name: process id}`` of the live workers, waiting for restarting ones."""
+        return {name: int(identity["pid"]) for name, identity in self.worker_identities(timeout_s).items()}
+
+    def busy_seconds(self) -> float:
+        """Seconds the live workers have spent evaluating masks (since each one's last start)."""
+        return sum(float(identity["busy_seconds"]) for identity in self.worker_identities().values())
+
+    def worker_identities(self, timeout_s: float = 120.0) -> dict[str, dict[str, Any]]:
+        """``{worker name: identity()}`` of the live workers, waiting for restarting ones."""
         ray = import_ray()
         deadline = time.perf_counter() + timeout_s
-        pids: dict[str, int] = {}
+        pids: dict[str, dict[str, Any]] = {}
         for index in self._live_indices():
             while True:
                 try:
-                    pids[self.names[index]] = int(ray.get(self.actors[index].identity.remote())["pid"])
+                    pids[self.names[index]] = ray.get(self.actors[index].identity.remote())
                     self.recovering.pop(index, None)
                     break
                 except ray.exceptions.ActorUnavailableError:

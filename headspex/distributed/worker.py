@@ -46,11 +46,12 @@ class GameWorker:
         self._model: Any = None
         self._tasks: dict[str, Any] = {}
         self._games: OrderedDict[str, Any] = OrderedDict()
+        self.busy_seconds = 0.0  # time spent inside evaluate(): the pool's overhead is the rest
 
     def identity(self) -> dict[str, Any]:
         """Name, process id, host and device of this worker."""
         return {"name": self.name, "pid": os.getpid(), "host": socket.gethostname(), "device": self.device,
-                "threads": self.threads, "model_loaded": self._model is not None}
+                "threads": self.threads, "model_loaded": self._model is not None, "busy_seconds": self.busy_seconds}
 
     def load(self) -> dict[str, Any]:
         """Load the model now; returns ``identity()`` plus ``ok`` and, on failure, ``error``.
@@ -99,8 +100,11 @@ class GameWorker:
     def evaluate(self, spec: GameSpec, masks: np.ndarray) -> np.ndarray:
         """Candidate logits of ``masks bool[m, n]``: ``float32[m, q_all, c]`` (scored questions,
         then calibration questions), exactly what the in-process game stores per mask."""
+        started = time.perf_counter()
         game = self._game(spec)
-        return game._logits_for(np.asarray(masks, dtype=bool))
+        logits = game._logits_for(np.asarray(masks, dtype=bool))
+        self.busy_seconds += time.perf_counter() - started
+        return logits
 
     def _ensure_model(self) -> Any:
         if self._model is None:

@@ -96,6 +96,24 @@ def test_other_metrics_and_token_tasks(pool: WorkerPool, tiny_llama: Any) -> Non
     assert np.array_equal(DistributedGame(pool, spec, chunk_masks=1, progress=False)(masks), local_induction(masks))
 
 
+def test_attribution_through_a_pool_equals_in_process(pool: WorkerPool, tiny_llama: Any, tmp_path: Path) -> None:
+    from headspex.attribution import AttributionConfig, attribute_units, model_game_factory, model_units
+    from headspex.distributed import distributed_game_factory
+
+    config = AttributionConfig(scope="layer", layers=[2], method="exact", n_bootstrap=0, mode="mean", n_questions=4)
+    units = model_units(tiny_llama, config)
+    task = MMLUTask(tiny_llama.tokenizer, SUBJECT, source=FIXTURES, n_reference=3, n_attribution=4)
+    local = attribute_units(units, model_game_factory(tiny_llama, task, config), config, tmp_path / "local",
+                            progress=False)
+    template = GameSpec(MODEL, MMLU, ["L0H0"], mode="mean", metric="logprob", n_questions=4, seed=config.seed)
+    remote = attribute_units(units, distributed_game_factory(pool, template, progress=False), config,
+                             tmp_path / "remote", progress=False)
+    for name, unit in local.units.items():
+        assert np.array_equal(unit.banzhaf, remote.units[name].banzhaf)
+        assert np.array_equal(unit.shapley, remote.units[name].shapley)
+    assert len(stored_masks(tmp_path / "remote" / "game_cache" / units[0].name)) == 2 ** len(units[0].players)
+
+
 def test_driver_interrupted_resumes_from_store(pool: WorkerPool, tiny_llama: Any, tmp_path: Path) -> None:
     players = PLAYERS["neurons"] + ["L0H0", "L0H1"]  # 5 players: 32 distinct masks
     spec = GameSpec(MODEL, MMLU, players, mode="mean")
