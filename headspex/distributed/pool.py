@@ -455,11 +455,11 @@ class _ChunkRun:
 
 
 def auto_chunk_masks(n_masks: int, n_workers: int, preferred: int, largest: int = 512) -> int:
-    """Masks per chunk: at least one chunk per worker, about four when there are enough
-    masks, never below the game's efficient micro-batch unless that starves workers."""
-    per_worker = math.ceil(n_masks / max(1, n_workers))
+    """Masks per chunk: about four chunks per worker, so a worker slowed down (or lost) holds
+    up a quarter of its share at most, and never more than the game's largest micro-batch
+    (``preferred``), so a chunk is never split into an extra, ragged micro-batch."""
     balanced = math.ceil(n_masks / max(1, 4 * n_workers))
-    return max(1, min(max(preferred, balanced), per_worker, largest))
+    return max(1, min(preferred, balanced, largest))
 
 
 def _first_line(error: BaseException) -> str:
