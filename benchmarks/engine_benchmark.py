@@ -44,13 +44,13 @@ N_TEST = 1000
 # --------------------------------------------------------------------------- methods
 def run_headspex(game, n: int, budget: int, max_order: int, seed: int, **kwargs: Any) -> tuple[Interactions, dict]:
     est = ProxySPEX(max_order=max_order, seed=seed, **kwargs)
-    res = est.fit(game, n, budget, n_test=0, progress=False)
+    res = est.fit(game, budget, n_players=n, n_test=0, progress=False)
     return res.interactions, {"n_evaluations": res.n_evaluations, "fit_seconds": res.fit_seconds,
                               "n_selected": res.diagnostics.get("n_selected")}
 
 
 def run_lasso(game, n: int, budget: int, max_order: int, seed: int) -> tuple[Interactions, dict]:
-    res = LassoRegression(max_order=min(max_order, 2), seed=seed).fit(game, n, budget, n_test=0, progress=False)
+    res = LassoRegression(max_order=min(max_order, 2), seed=seed).fit(game, budget, n_players=n, n_test=0, progress=False)
     return res.interactions, {"n_evaluations": res.n_evaluations, "fit_seconds": res.fit_seconds,
                               "order_used": res.diagnostics.get("order_used")}
 

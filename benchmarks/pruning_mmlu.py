@@ -1,6 +1,6 @@
 """Held-out pruning curves of every strategy on one MMLU subject (SmolLM2-135M, CPU).
 
-Runs :func:`headspex.cli_prune.run_experiment` into a scratch directory and copies the
+Runs the library's :func:`headspex.pruning.prune` into a scratch directory and copies the
 committable artefacts to ``docs/results/``::
 
     docs/results/pruning_<slug>.json           evaluation.json (config, costs, rows, paired, verdicts)
@@ -26,7 +26,8 @@ from pathlib import Path
 
 import torch
 
-from headspex.cli_prune import PruneConfig, _int_list, run_experiment
+from headspex.cli.common import int_list
+from headspex.pruning import PruneConfig, prune
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 
@@ -34,8 +35,8 @@ RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subject", required=True)
-    parser.add_argument("--layers", type=_int_list, default=[26, 27, 28, 29])
-    parser.add_argument("--ks", type=_int_list, default=[1, 2, 4, 8, 16, 32])
+    parser.add_argument("--layers", type=int_list, default=[26, 27, 28, 29])
+    parser.add_argument("--ks", type=int_list, default=[1, 2, 4, 8, 16, 32])
     parser.add_argument("--budget", type=int, default=400)
     parser.add_argument("--n-test", type=int, default=30)
     parser.add_argument("--n-attribution", type=int, default=12)
@@ -60,7 +61,7 @@ def main() -> None:
     )
     scratch = Path(args.scratch) / slug
     start = time.perf_counter()
-    [result] = run_experiment(config, scratch)
+    [result] = prune(config, scratch)
     print(f"{args.subject}: done in {time.perf_counter() - start:.0f} s", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(scratch / "evaluation.json", RESULTS / f"pruning_{slug}.json")

@@ -42,12 +42,22 @@ import torch
 from .components import ComponentLike, Head, LayerPart, Neuron, Players
 from .errors import HeadspexError
 from .hooks import hook_name
-
-ABLATION_MODES = ("zero", "zero_rescaled", "mean", "resample")
+from .types import AblationMode, choices, parse_enum
 
 
 class AblationError(HeadspexError):
     """Bad input to the hook manager (mask shape, mode, missing reference data…)."""
+
+
+def parse_ablation_mode(mode: str | AblationMode) -> AblationMode:
+    """``mode`` as an :class:`~headspex.types.AblationMode` (plain strings work); an
+    :class:`AblationError` naming the modes otherwise."""
+    try:
+        return parse_enum(AblationMode, mode)
+    except HeadspexError:
+        raise AblationError(
+            f"Unknown ablation mode '{mode}'; choose one of {', '.join(choices(AblationMode))}."
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -206,14 +216,14 @@ class ReferenceActivations:
                 samples[hook_name] = torch.where(keep, acts, fill)
         return cls(means=means, samples=samples, n_prompts=int(ids.shape[0]), n_tokens=n_tokens)
 
-    def check_covers(self, sites: Iterable[Site], mode: str) -> None:
+    def check_covers(self, sites: Iterable[Site], mode: str | AblationMode) -> None:
         missing = [s.hook_name for s in sites if s.hook_name not in self.means]
         if missing:
             raise AblationError(
                 f"The reference activations were computed for other components: no data for "
                 f"{missing[:5]}. Compute them with the same players you ablate."
             )
-        if mode == "resample":
+        if mode == AblationMode.RESAMPLE:
             missing = [s.hook_name for s in sites if s.hook_name not in self.samples]
             if missing:
                 raise AblationError(
@@ -242,13 +252,12 @@ class Ablator:
         self,
         model: Any,
         players: Players,
-        mode: str = "zero",
+        mode: str | AblationMode = AblationMode.ZERO,
         reference: ReferenceActivations | None = None,
         seed: int = 0,
     ) -> None:
-        if mode not in ABLATION_MODES:
-            raise AblationError(f"Unknown ablation mode '{mode}'; choose one of {ABLATION_MODES}.")
-        if mode in ("mean", "resample") and reference is None:
+        mode = parse_ablation_mode(mode)
+        if mode in (AblationMode.MEAN, AblationMode.RESAMPLE) and reference is None:
             raise AblationError(
                 f"'{mode}' ablation needs reference activations: pass "
                 "reference=ReferenceActivations.compute(model, reference_prompts, players)."
@@ -258,7 +267,7 @@ class Ablator:
         self.mode = mode
         self.reference = reference
         self.sites = sites_for(players)
-        if reference is not None and mode in ("mean", "resample"):
+        if reference is not None and mode in (AblationMode.MEAN, AblationMode.RESAMPLE):
             reference.check_covers(self.sites, mode)
         self._generator = np.random.default_rng(seed)
         self._keep: dict[Site, torch.Tensor] = {}
@@ -304,10 +313,10 @@ class Ablator:
             silenced.index_add_(1, units, 1.0 - mask_f[:, columns])
             keep = (silenced == 0).to(torch.float32)
             self._keep[site] = keep.to(device)
-            if self.mode == "zero_rescaled" and site.kind == "z":
+            if self.mode == AblationMode.ZERO_RESCALED and site.kind == "z":
                 n_kept = keep.sum(dim=1, keepdim=True)
                 self._scale[site] = (keep.shape[1] / n_kept.clamp(min=1.0)).to(device)
-        if self.mode == "resample":
+        if self.mode == AblationMode.RESAMPLE:
             rows = self.mask.shape[0]
             assert self.reference is not None
             if resample_sources is None:
@@ -322,7 +331,7 @@ class Ablator:
 
     def _replacement(self, site: Site, x: torch.Tensor) -> torch.Tensor:
         assert self.reference is not None
-        if self.mode == "mean":
+        if self.mode == AblationMode.MEAN:
             return self.reference.means[site.hook_name].to(x.device, x.dtype)
         samples = self.reference.samples[site.hook_name]
         sources = self._sources
@@ -351,7 +360,7 @@ class Ablator:
                     "mask row per batch row, or a single row for all."
                 )
             keep = keep.to(x.dtype).view(_unit_view(site, x))
-            if self.mode in ("zero", "zero_rescaled"):
+            if self.mode in (AblationMode.ZERO, AblationMode.ZERO_RESCALED):
                 out = x * keep
                 if site in self._scale:
                     out = out * self._scale[site].to(x.dtype).view(-1, 1, 1, 1)
@@ -372,7 +381,7 @@ def ablate(
     *,
     players: Players | Iterable[ComponentLike] | None = None,
     mask: torch.Tensor | np.ndarray | None = None,
-    mode: str = "zero",
+    mode: str | AblationMode = AblationMode.ZERO,
     reference: ReferenceActivations | None = None,
     resample_sources: Sequence[int] | None = None,
     seed: int = 0,

@@ -113,16 +113,10 @@ def _load_hf_folder(path: Path, dtype: torch.dtype) -> Any:
 
 
 def _hub_reachable(timeout_s: float = 3.0) -> bool:
-    """Whether huggingface.co answers on port 443 (checked before slow hub retries)."""
-    import socket
+    """Whether the hub may and can be reached: the rule of :func:`headspex.hub.hub_reachable`."""
+    from .hub import hub_reachable
 
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        return False
-    try:
-        with socket.create_connection(("huggingface.co", 443), timeout=timeout_s):
-            return True
-    except OSError:
-        return False
+    return hub_reachable(timeout_s)
 
 
 def _load_from_hub(name: str, dtype: torch.dtype, device: str) -> Any:

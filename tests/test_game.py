@@ -1,4 +1,4 @@
-"""AblationGame against a naive loop: one hooked full forward per (mask, question)."""
+"""AblationGame against a naive loop: one hooked full forward per (mask, question) (tests/oracles.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from headspex.ablation import ablate, encode_prompts
 from headspex.components import Players, heads
 from headspex.game import AblationGame, GameError
 from headspex.tasks import InductionTask, MMLUTask, question_values
+
+from oracles import naive_candidate_logits, plain_cloze_game_values
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mmlu" / "cais_jsonl"
 TOL = 1e-5  # fp32; the game and the naive loop differ only in batching and padding width
@@ -21,29 +22,6 @@ TOL = 1e-5  # fp32; the game and the naive loop differ only in batching and padd
 def mmlu_fixture_task(model: Any, n_attribution: int = 4) -> MMLUTask:
     return MMLUTask(model.tokenizer, "high school us history", source=str(FIXTURES), n_reference=3,
                     n_attribution=n_attribution)
-
-
-def naive_candidate_logits(game: AblationGame, masks: np.ndarray) -> np.ndarray:
-    """Full forward (all positions, full vocabulary) per (mask, question), hooks via ``ablate``."""
-    prompts = game.scored
-    out = np.zeros((len(masks), len(prompts), prompts.candidate_token_ids.shape[1]), dtype=np.float32)
-    for i, mask in enumerate(masks):
-        for q in range(len(prompts)):
-            sources = None
-            if game.mode == "resample":
-                chunk = type("OneQuestion", (), {"unit_index": torch.tensor([q])})()
-                sources = game._resample_sources(mask[None], chunk)
-            with ablate(game.model, players=game.players, mask=mask[None], mode=game.mode,
-                        reference=game.reference_activations, resample_sources=sources):
-                if prompts.input_ids is not None:
-                    ids = torch.tensor([prompts.input_ids[q]])
-                    attention = torch.ones_like(ids)
-                else:
-                    ids, attention = encode_prompts(game.model, [prompts.prompts[q]])
-                with torch.no_grad():
-                    logits = game.model(ids, attention_mask=attention)[0, -1]
-            out[i, q] = logits[prompts.candidate_token_ids[q]].numpy()
-    return out
 
 
 @pytest.mark.parametrize("mode", ["zero", "zero_rescaled", "mean", "resample"])
@@ -165,17 +143,6 @@ def test_bf16_game_is_finite_and_close_to_fp32(tiny_llama: Any) -> None:
     assert np.abs(bf16 - fp32).max() < 0.1
 
 
-def _plain_cloze(game: AblationGame, items: list[Any], masks: np.ndarray) -> np.ndarray:
-    from headspex.tasks import cloze_choice_logliks
-
-    out = []
-    for mask in masks:
-        with ablate(game.model, players=game.players, mask=mask[None], mode=game.mode,
-                    reference=game.reference_activations):
-            out.append(cloze_choice_logliks(game.model, items, batch_size=5, reduction="mean").numpy())
-    return np.stack(out)
-
-
 def cloze_fixture_task(model: Any, n_attribution: int = 3) -> MMLUTask:
     return MMLUTask(model.tokenizer, "high school us history", source=str(FIXTURES), n_reference=3,
                     n_attribution=n_attribution, scoring="cloze")
@@ -185,12 +152,12 @@ def cloze_fixture_task(model: Any, n_attribution: int = 3) -> MMLUTask:
 @pytest.mark.parametrize("player_names", [["L1H0", "L1H3", "L2H1", "L2H2"], ["L1N2", "L2N7", "L2.mlp"]],
                          ids=["heads", "neurons+mlp"])
 def test_cloze_game_equals_plain_cloze_scoring(tiny: Any, mode: str, player_names: list[str]) -> None:
-    """Cloze values against cloze_choice_logliks: right-padded full forwards, one ablate per mask."""
+    """Cloze values against the plain oracle: right-padded full forwards, one ablate per mask."""
     task = cloze_fixture_task(tiny)
     game = AblationGame(tiny, task, Players(player_names, tiny), mode=mode, progress=False, memory_budget_mb=0.05)
     masks = np.random.default_rng(2).random((4, len(player_names))) < 0.5
     got = game.candidate_logits(masks)
-    expected = _plain_cloze(game, task.cloze_items("attribution"), masks)
+    expected = plain_cloze_game_values(game, task.cloze_items("attribution"), masks)
     assert got.shape == (4, 3, 4)
     assert np.allclose(got, expected, atol=1e-5), np.abs(got - expected).max()
     assert game.n_row_evaluations == 4 * 3 * 4  # one row per (mask, question, choice)

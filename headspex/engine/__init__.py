@@ -4,7 +4,16 @@ No torch, no model: numpy / scipy / scikit-learn / lightgbm only. Mask conventio
 player kept, False = ablated. See :mod:`headspex.engine.interactions` for the bases.
 """
 
-from .estimators import Estimator, Exhaustive, FaithBanzhaf, LassoRegression, LinearBanzhaf, ProxySPEX
+from .estimators import (
+    ESTIMATORS,
+    Estimator,
+    Exhaustive,
+    FaithBanzhaf,
+    LassoRegression,
+    LinearBanzhaf,
+    ProxySPEX,
+    make_estimator,
+)
 from .exact import (
     all_masks,
     exact_interactions,
@@ -17,10 +26,22 @@ from .exact import (
 from .interactions import Interactions, basis_matrix, fourier_to_mobius_dict, mobius_to_fourier_dict
 from .result import EngineResult, faithfulness, r2_score
 from .sampling import NEAR_FULL_KEEP, evaluate_masks, sample_masks
+from .store import MaskStore, MaskStoreError, mask_key, mask_keys
 from .trees import lightgbm_to_fourier
+from .values import banzhaf_matrix, bootstrap_coefficients, percentile_interval, shapley_matrix
 
 __all__ = [
+    "ESTIMATORS",
     "NEAR_FULL_KEEP",
+    "MaskStore",
+    "MaskStoreError",
+    "banzhaf_matrix",
+    "bootstrap_coefficients",
+    "make_estimator",
+    "mask_key",
+    "mask_keys",
+    "percentile_interval",
+    "shapley_matrix",
     "EngineResult",
     "Estimator",
     "Exhaustive",

@@ -16,14 +16,15 @@ from .interactions import Basis, Interactions, _check_basis
 from .sampling import evaluate_masks, popcount
 from ..errors import EngineError
 
-#: Above this, enumerating all masks is refused (2^22 rows x n bools is already ~90 MB).
-MAX_EXACT_PLAYERS = 22
+#: Largest n the dense (all 2^n masks) transforms accept: 2^22 rows x n bools is already ~90 MB.
+#: (The attribution runner refuses its exact *method* far earlier, see MAX_EXACT_METHOD_PLAYERS.)
+MAX_DENSE_PLAYERS = 22
 
 
 def all_masks(n_players: int) -> np.ndarray:
     """All 2^n masks, bool[2^n, n]; row ``r`` keeps player ``i`` iff bit ``i`` of ``r`` is 1."""
-    if n_players < 0 or n_players > MAX_EXACT_PLAYERS:
-        raise EngineError(f"all_masks supports 0 <= n_players <= {MAX_EXACT_PLAYERS}, got {n_players}")
+    if n_players < 0 or n_players > MAX_DENSE_PLAYERS:
+        raise EngineError(f"all_masks supports 0 <= n_players <= {MAX_DENSE_PLAYERS}, got {n_players}")
     rows = np.arange(2**n_players, dtype=np.int64)
     return ((rows[:, None] >> np.arange(n_players, dtype=np.int64)[None, :]) & 1).astype(bool)
 

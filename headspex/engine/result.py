@@ -13,6 +13,7 @@ import numpy as np
 from .interactions import Interactions, check_masks
 from .sampling import check_values, evaluate_masks, sample_masks
 from ..errors import EngineError
+from ..io import to_jsonable
 
 
 def r2_score(values: np.ndarray, predictions: np.ndarray) -> float:
@@ -70,8 +71,9 @@ class EngineResult:
         masks, values: the fit samples, bool[m, n] and float[m].
         test_masks, test_values: held-out masks/values, bool[t, n] and float[t];
             ``test_labels`` (str[t]) names the distribution of each row.
-        n_evaluations: rows actually sent to the value function (fit + test; a test mask equal to
-            a fit mask is not evaluated again).
+        n_evaluations: distinct masks the fit needed values for (fit + test; a test mask equal
+            to a fit mask counts once), including those a store passed to ``fit`` already held
+            (the store's ``n_added`` counts the masks actually sent to the value function).
         n_fit_evaluations, n_test_evaluations: the split of ``n_evaluations``.
         fit_seconds: wall time of the estimation (excluding value-function calls).
         method: estimator name; config: its hyper-parameters; diagnostics: extra information.
@@ -113,7 +115,7 @@ class EngineResult:
             "fit_seconds": self.fit_seconds,
             "method": self.method,
             "config": self.config,
-            "diagnostics": _jsonable(self.diagnostics),
+            "diagnostics": to_jsonable(self.diagnostics),
         }
         (directory / "result.json").write_text(json.dumps(meta, indent=1))
         np.savez_compressed(
@@ -147,15 +149,3 @@ class EngineResult:
             config=meta["config"],
             diagnostics=meta.get("diagnostics", {}),
         )
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    return obj

@@ -7,9 +7,9 @@ from collections.abc import Callable
 import numpy as np
 
 from .interactions import check_masks
+from .store import mask_keys
 from ..errors import EngineError
-
-ValueFunction = Callable[[np.ndarray], np.ndarray]
+from ..types import ValueFunction
 
 #: Keep probability of the "near-full" distribution (each player kept w.p. 0.9), the regime
 #: where pruning operates (a few players ablated).
@@ -98,19 +98,16 @@ def popcount(values: np.ndarray) -> np.ndarray:
     return counts
 
 
-def mask_keys(masks: np.ndarray) -> list[bytes]:
-    """Hashable compact key per mask row (packed bits)."""
-    packed = np.packbits(masks, axis=1)
-    return [row.tobytes() for row in packed]
+def check_values(values: np.ndarray, n_masks: int, what: str = "value function", per_item: bool = False) -> np.ndarray:
+    """Validate values for ``n_masks`` masks: float, shape (m,), finite.
 
-
-def check_values(values: np.ndarray, n_masks: int, what: str = "value function") -> np.ndarray:
-    """Validate values for ``n_masks`` masks: float, shape (m,), finite."""
+    With ``per_item`` a matrix ``[m, q]`` (one value per mask and item, e.g. per question)
+    is accepted too.
+    """
     arr = np.asarray(values)
-    if arr.shape != (n_masks,):
-        raise EngineError(
-            f"{what} returned shape {arr.shape} for {n_masks} masks; expected ({n_masks},), one float per mask"
-        )
+    if arr.shape != (n_masks,) and not (per_item and arr.ndim == 2 and arr.shape[0] == n_masks):
+        expected = f"({n_masks},) or ({n_masks}, q)" if per_item else f"({n_masks},), one float per mask"
+        raise EngineError(f"{what} returned shape {arr.shape} for {n_masks} masks; expected {expected}")
     try:
         arr = arr.astype(np.float64)
     except (TypeError, ValueError) as err:
@@ -130,24 +127,29 @@ def evaluate_masks(
     batch_size: int = 256,
     progress: bool = False,
     description: str = "evaluating masks",
+    per_item: bool = False,
+    on_batch: Callable[[np.ndarray, np.ndarray], None] | None = None,
 ) -> np.ndarray:
     """Call ``value_fn`` on ``masks`` in batches of ``batch_size`` rows, validating every batch.
 
     Args:
-        value_fn: ``bool[b, n] -> float[b]``.
+        value_fn: ``bool[b, n] -> float[b]`` (or ``float[b, q]`` with ``per_item``).
         masks: bool[m, n].
+        per_item: accept one value per mask and item (``float[b, q]``, e.g. per question).
+        on_batch: called with each batch and its validated values (e.g. ``MaskStore.add``,
+            so an interrupted evaluation keeps the finished batches).
 
     Returns:
-        float64[m].
+        float64[m] (float64[m, q] with ``per_item``).
 
     Raises:
-        ValueError: on a wrong output shape or NaN/inf values.
+        EngineError: on a wrong output shape or NaN/inf values.
     """
     masks = check_masks(masks)
     if batch_size < 1:
         raise EngineError(f"batch_size must be >= 1, got {batch_size}")
     m = masks.shape[0]
-    out = np.empty(m, dtype=np.float64)
+    parts: list[np.ndarray] = []
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -156,43 +158,12 @@ def evaluate_masks(
     try:
         for start in range(0, m, batch_size):
             batch = masks[start : start + batch_size]
-            out[start : start + len(batch)] = check_values(value_fn(batch.copy()), len(batch))
+            parts.append(check_values(value_fn(batch.copy()), len(batch), per_item=per_item))
+            if on_batch is not None:
+                on_batch(batch, parts[-1])
             if bar is not None:
                 bar.update(len(batch))
     finally:
         if bar is not None:
             bar.close()
-    return out
-
-
-class CachedEvaluator:
-    """Evaluates masks through ``value_fn`` at most once each (within this object's lifetime).
-
-    ``n_evaluations`` counts the rows actually sent to ``value_fn``.
-    """
-
-    def __init__(self, value_fn: ValueFunction, n_players: int, batch_size: int = 256, progress: bool = False) -> None:
-        self.value_fn = value_fn
-        self.n_players = n_players
-        self.batch_size = batch_size
-        self.progress = progress
-        self.cache: dict[bytes, float] = {}
-        self.n_evaluations = 0
-
-    def __call__(self, masks: np.ndarray, description: str = "evaluating masks") -> np.ndarray:
-        masks = check_masks(masks, self.n_players)
-        keys = mask_keys(masks)
-        new_rows: list[int] = []
-        new_keys: dict[bytes, int] = {}
-        for row, key in enumerate(keys):
-            if key not in self.cache and key not in new_keys:
-                new_keys[key] = row
-                new_rows.append(row)
-        if new_rows:
-            values = evaluate_masks(
-                self.value_fn, masks[new_rows], self.batch_size, self.progress, description
-            )
-            self.n_evaluations += len(new_rows)
-            for row, value in zip(new_rows, values.tolist()):
-                self.cache[keys[row]] = value
-        return np.array([self.cache[k] for k in keys], dtype=np.float64)
+    return np.concatenate(parts) if parts else np.zeros(0)

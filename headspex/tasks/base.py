@@ -32,9 +32,15 @@ from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
-from ..errors import HeadspexError
 
-METRICS: tuple[str, ...] = ("logprob", "margin", "accuracy", "calibrated_accuracy")
+from ..errors import HeadspexError
+from ..types import Metric, choices, parse_enum
+
+#: The metric names as plain strings: ``choices(Metric)``. Kept for :mod:`headspex.game`,
+#: which validates its ``metric`` against it; new code uses :class:`headspex.types.Metric`.
+METRICS: tuple[str, ...] = tuple(choices(Metric))
+#: The pairwise-disjoint splits every built-in task has, in this order.
+SPLIT_NAMES: tuple[str, ...] = ("reference", "attribution", "evaluation")
 
 
 class TaskError(HeadspexError):
@@ -137,6 +143,15 @@ class PromptSet:
         )
 
 
+def parse_metric(metric: str | Metric) -> Metric:
+    """``metric`` as a :class:`~headspex.types.Metric`; a one-line :class:`TaskError` naming the
+    metrics when it is none of them."""
+    try:
+        return parse_enum(Metric, metric, "metric")
+    except HeadspexError as err:
+        raise TaskError(str(err)) from None
+
+
 @runtime_checkable
 class Task(Protocol):
     """What the ablation game needs from a task."""
@@ -184,6 +199,28 @@ def check_disjoint(named_ids: Mapping[str, Sequence[str]]) -> None:
         raise SplitOverlapError(f"Task splits must be pairwise disjoint: {shown}")
 
 
+class PromptSetsBySplit:
+    """The split lookup of a task whose prompt sets are built once, on construction.
+
+    A task sets ``self._prompt_sets`` (split name -> :class:`PromptSet`, for each of
+    :data:`SPLIT_NAMES`) and may set ``split_error`` to its own :class:`TaskError` subclass.
+    """
+
+    split_error: type[TaskError] = TaskError
+    _prompt_sets: dict[str, PromptSet]
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """``("reference", "attribution", "evaluation")``."""
+        return SPLIT_NAMES
+
+    def prompt_set(self, split: str) -> PromptSet:
+        """The prompts of one split; an error naming the splits for any other name."""
+        if split not in self._prompt_sets:
+            raise self.split_error(f"Unknown split '{split}'; splits: {list(SPLIT_NAMES)}")
+        return self._prompt_sets[split]
+
+
 # ----------------------------------------------------------------------------- value functions
 
 
@@ -225,7 +262,7 @@ def _correct_and_best_other(scores: Tensor, correct_index: Tensor) -> tuple[Tens
 def question_values(
     candidate_logits: Tensor,
     correct_index: Tensor,
-    metric: str = "logprob",
+    metric: str | Metric = Metric.LOGPROB,
     calibration_bias: Tensor | None = None,
 ) -> Tensor:
     """Value of each question under ``metric`` (see the module docstring).
@@ -234,29 +271,28 @@ def question_values(
         candidate_logits: ``float[..., q, c]`` logits of the candidate tokens (any leading
             dims, e.g. ``[n_masks, q, c]``).
         correct_index: ``long[q]`` index of the right candidate.
-        metric: one of :data:`METRICS`.
+        metric: a :class:`~headspex.types.Metric` or its plain-string value.
         calibration_bias: ``float[c]`` or ``float[..., c]`` (from :func:`calibration_bias`);
             required for ``"calibrated_accuracy"`` and ignored otherwise.
 
     Returns:
         ``float[..., q]``: nats for "logprob", logit units for "margin", 0/1 for the accuracies.
     """
-    if metric not in METRICS:
-        raise TaskError(f"Unknown metric '{metric}'; choose one of {METRICS}")
+    metric = parse_metric(metric)
     if candidate_logits.dim() < 2 or candidate_logits.shape[-2] != correct_index.shape[-1]:
         raise TaskError(
             f"candidate_logits must be float[..., q, c] with q = len(correct_index) = "
             f"{correct_index.shape[-1]}; got {tuple(candidate_logits.shape)}"
         )
     logits = candidate_logits.float()
-    if metric == "logprob":
+    if metric == Metric.LOGPROB:
         log_probs = restricted_log_probs(logits)
         index = correct_index.to(logits.device).long().expand(logits.shape[:-1]).unsqueeze(-1)
         return log_probs.gather(-1, index).squeeze(-1)
-    if metric == "margin":
+    if metric == Metric.MARGIN:
         correct, best_other = _correct_and_best_other(logits, correct_index)
         return correct - best_other
-    if metric == "accuracy":
+    if metric == Metric.ACCURACY:
         correct, best_other = _correct_and_best_other(logits, correct_index)
         return (correct > best_other).float()
     if calibration_bias is None:
@@ -272,7 +308,7 @@ def question_values(
 def task_value(
     candidate_logits: Tensor,
     correct_index: Tensor,
-    metric: str = "logprob",
+    metric: str | Metric = Metric.LOGPROB,
     calibration_bias: Tensor | None = None,
 ) -> Tensor:
     """Mean of :func:`question_values` over the questions.

@@ -25,12 +25,18 @@ from typing import Any
 
 import torch
 
-from headspex.tasks.base import PromptSet, TaskError, check_disjoint, question_fingerprint
+from headspex.tasks.base import (
+    SPLIT_NAMES,
+    PromptSet,
+    PromptSetsBySplit,
+    TaskError,
+    check_disjoint,
+    question_fingerprint,
+)
+from headspex.types import Metric
 
-SPLIT_NAMES: tuple[str, ...] = ("reference", "attribution", "evaluation")
 
-
-class InductionTask:
+class InductionTask(PromptSetsBySplit):
     """Repeated random tokens as a :class:`headspex.tasks.base.Task`.
 
     Args:
@@ -44,7 +50,7 @@ class InductionTask:
         prepend_bos: start each prompt with the tokenizer's BOS token when it has one.
     """
 
-    default_metric: str = "logprob"
+    default_metric: str = Metric.LOGPROB
 
     def __init__(
         self,
@@ -131,17 +137,6 @@ class InductionTask:
             question_ids=ids,
             input_ids=input_ids,
         )
-
-    @property
-    def splits(self) -> tuple[str, ...]:
-        """``("reference", "attribution", "evaluation")``."""
-        return SPLIT_NAMES
-
-    def prompt_set(self, split: str) -> PromptSet:
-        """Prompts of one split; use ``input_ids`` (not ``prompts``) to run the model."""
-        if split not in self._prompt_sets:
-            raise TaskError(f"Unknown split '{split}'; splits: {list(SPLIT_NAMES)}")
-        return self._prompt_sets[split]
 
     def describe(self) -> dict:
         """JSON-able provenance of the task."""

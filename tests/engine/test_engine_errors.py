@@ -23,15 +23,15 @@ def good(masks):
 
 def test_budget_too_small_for_regression():
     with pytest.raises(ValueError, match="needs at least 56 samples"):
-        FaithBanzhaf(max_order=2).fit(good, 10, budget=50, progress=False)
+        FaithBanzhaf(max_order=2).fit(good, 50, n_players=10, progress=False)
     with pytest.raises(ValueError, match="needs at least 65 samples"):
-        LinearBanzhaf().fit(good, 64, budget=40, progress=False)
+        LinearBanzhaf().fit(good, 40, n_players=64, progress=False)
     with pytest.raises(ValueError, match="budget"):
-        ProxySPEX().fit(good, 64, budget=5, progress=False)
+        ProxySPEX().fit(good, 5, n_players=64, progress=False)
     with pytest.raises(ValueError, match="needs at least 1024"):
-        Exhaustive().fit(good, 10, budget=100, progress=False)
+        Exhaustive().fit(good, 100, n_players=10, progress=False)
     with pytest.raises(ValueError, match="budget"):
-        ProxySPEX().fit(good, 10, budget=None, progress=False)
+        ProxySPEX().fit(good, n_players=10, progress=False)
 
 
 @pytest.mark.parametrize(
@@ -45,7 +45,7 @@ def test_budget_too_small_for_regression():
 )
 def test_bad_value_function(bad_fn, message):
     with pytest.raises(ValueError, match=message):
-        ProxySPEX().fit(bad_fn, 12, budget=100, progress=False)
+        ProxySPEX().fit(bad_fn, 100, n_players=12, progress=False)
     with pytest.raises(ValueError, match=message):
         exact_interactions(bad_fn, 4)
 

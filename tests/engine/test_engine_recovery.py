@@ -49,7 +49,7 @@ HIER = {(0,): 1.0, (1,): -0.5, (0, 1): 0.8, (2,): 0.7, (0, 2): -0.6, (1, 2): 0.5
 def test_proxyspex_recovers_planted_and_terms(terms, budget):
     n = 64
     game = and_game(terms, n, noise=0.05, seed=1)
-    res = ProxySPEX(max_order=3, seed=0).fit(game, n, budget=budget, n_test=300, progress=False)
+    res = ProxySPEX(max_order=3, seed=0).fit(game, budget, n_players=n, n_test=300, progress=False)
     assert res.n_fit_evaluations == budget
     assert res.n_evaluations == res.n_fit_evaluations + res.n_test_evaluations
     assert 0 < res.n_test_evaluations <= 600
@@ -65,7 +65,7 @@ def test_proxyspex_recovers_planted_and_terms(terms, budget):
 def test_proxyspex_noiseless_hierarchical_exact_coefficients():
     n = 32
     terms = {(0,): 1.0, (0, 1): -0.5, (0, 1, 2): 2.0, (5,): 0.3, (5, 6): 0.7}
-    res = ProxySPEX(max_order=3, seed=3).fit(and_game(terms, n), n, budget=400, n_test=100, progress=False)
+    res = ProxySPEX(max_order=3, seed=3).fit(and_game(terms, n), 400, n_players=n, n_test=100, progress=False)
     mob = res.interactions.to_mobius()
     for subset, coef in terms.items():
         assert mob[subset] == pytest.approx(coef, abs=1e-6)
@@ -76,8 +76,8 @@ def test_lasso_and_faith_banzhaf_recover_parities():
     n = 12
     terms = {(): 0.2, (1,): 1.0, (2, 7): -0.8, (3, 4): 0.5}
     game = parity_game(terms, n)
-    lasso = LassoRegression(max_order=2, seed=0).fit(game, n, budget=300, n_test=100, progress=False)
-    fb = FaithBanzhaf(max_order=2, seed=0).fit(game, n, budget=300, n_test=100, progress=False)
+    lasso = LassoRegression(max_order=2, seed=0).fit(game, 300, n_players=n, n_test=100, progress=False)
+    fb = FaithBanzhaf(max_order=2, seed=0).fit(game, 300, n_players=n, n_test=100, progress=False)
     for res in (lasso, fb):
         for subset, coef in terms.items():
             assert res.interactions[subset] == pytest.approx(coef, abs=0.05)
@@ -90,11 +90,11 @@ def test_linear_banzhaf_matches_exact_banzhaf_values():
     game = and_game(terms, n)
     exact = exact_interactions(game, n)
     # With budget >= 2^n every mask is used once, and least squares on uniform masks is exact.
-    res = LinearBanzhaf(seed=0).fit(game, n, budget=1024, n_test=0, progress=False)
+    res = LinearBanzhaf(seed=0).fit(game, 1024, n_players=n, n_test=0, progress=False)
     assert res.n_evaluations == 1024
     assert np.allclose(res.interactions.banzhaf_values(), exact.banzhaf_values(), atol=1e-9)
     # From 1000 of the 1024 masks (distinct, uniform) the estimate is close.
-    res = LinearBanzhaf(seed=0).fit(game, n, budget=1000, n_test=0, progress=False)
+    res = LinearBanzhaf(seed=0).fit(game, 1000, n_players=n, n_test=0, progress=False)
     assert res.n_evaluations == 1000
     assert np.allclose(res.interactions.banzhaf_values(), exact.banzhaf_values(), atol=0.05)
 
@@ -108,7 +108,7 @@ def test_exhaustive_is_exact_and_counts_evaluations(tmp_path):
         calls.append(len(masks))
         return and_game(terms, n)(masks)
 
-    res = Exhaustive().fit(game, n, n_test=0, batch_size=100, progress=False)
+    res = Exhaustive().fit(game, n_players=n, n_test=0, batch_size=100, progress=False)
     assert sum(calls) == 512 and max(calls) <= 100
     assert res.n_evaluations == 512
     mob = res.interactions.to_mobius().pruned(1e-12)
@@ -129,7 +129,7 @@ def test_no_mask_evaluated_twice_and_batches():
         seen.extend(row.tobytes() for row in np.packbits(masks, axis=1))
         return masks[:, 0] * 1.0 + masks[:, 1] * masks[:, 2]
 
-    res = ProxySPEX(max_order=2, seed=0).fit(game, n, budget=200, n_test=100, batch_size=64, progress=False)
+    res = ProxySPEX(max_order=2, seed=0).fit(game, 200, n_players=n, n_test=100, batch_size=64, progress=False)
     assert max(sizes) <= 64
     assert res.n_evaluations == sum(sizes)
     assert res.masks.shape == (200, n)
@@ -162,7 +162,7 @@ def test_proxyspex_recovers_hierarchical_parities():
     n = 40
     terms = {(): 0.5, (0,): 1.0, (1,): 0.8, (0, 1): 0.9, (2,): -0.7, (0, 2): 0.6, (0, 1, 2): 0.5, (10,): 0.4}
     game = parity_game(terms, n)
-    res = ProxySPEX(max_order=3, seed=0).fit(game, n, budget=500, n_test=200, progress=False)
+    res = ProxySPEX(max_order=3, seed=0).fit(game, 500, n_players=n, n_test=200, progress=False)
     four = res.interactions.to_fourier()
     for subset, coef in terms.items():
         assert four[subset] == pytest.approx(coef, abs=0.05), subset
@@ -174,7 +174,7 @@ def test_proxyspex_recovers_hierarchical_parities():
 def test_proxyspex_variants_run_and_fit(kwargs):
     n = 32
     game = and_game({(1,): 1.0, (2, 3): -1.0, (4, 5, 6): 1.5}, n, noise=0.02)
-    res = ProxySPEX(max_order=3, seed=1, **kwargs).fit(game, n, budget=400, n_test=200, progress=False)
+    res = ProxySPEX(max_order=3, seed=1, **kwargs).fit(game, 400, n_players=n, n_test=200, progress=False)
     assert res.faithfulness["uniform"] > 0.95
     assert res.config["selection"] == kwargs.get("selection", "cv")
 
@@ -183,7 +183,7 @@ def test_proxyspex_uses_exact_transform_when_all_masks_fit_the_budget():
     n = 9  # a 9-head layer: 512 masks
     terms = {(0,): 1.0, (1, 2): -0.5, (3, 4, 5): 2.0, (0, 1, 2, 3): 0.7}
     game = and_game(terms, n)
-    res = ProxySPEX(max_order=4, seed=0).fit(game, n, budget=600, n_test=0, progress=False)
+    res = ProxySPEX(max_order=4, seed=0).fit(game, 600, n_players=n, n_test=0, progress=False)
     assert res.n_evaluations == 512 and res.diagnostics["exact"]
     mob = res.interactions.to_mobius().pruned(1e-12)
     assert set(mob.as_dict()) - {()} == set(terms)

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from headspex.tasks import METRICS, TaskError, calibration_bias, question_values, task_value
+from headspex.tasks import TaskError, calibration_bias, question_values, task_value
+from headspex.types import Metric, choices
 
 # Restricted probabilities 0.5, 0.25, 0.125, 0.125 (logits are their logs).
 LOGITS = torch.log(torch.tensor([[4.0, 2.0, 1.0, 1.0], [4.0, 2.0, 1.0, 1.0]]))
@@ -60,7 +61,7 @@ def test_unknown_metric_lists_metrics() -> None:
         question_values(LOGITS, CORRECT, "f1")
 
 
-@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("metric", choices(Metric))
 def test_vectorised_over_masks(metric: str) -> None:
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(3, 5, 4, generator=generator)  # [n_masks, q, 4]

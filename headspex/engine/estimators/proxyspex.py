@@ -1,273 +1,30 @@
-"""Estimators that turn a value function over masks into sparse :class:`Interactions`.
-
-All estimators share one interface::
-
-    result = Estimator(...).fit(value_fn, n_players, budget, player_names=None,
-                                n_test=200, batch_size=256, progress=True)
-    result = Estimator(...).fit_samples(masks, values, player_names=None)
-
-and return an :class:`~headspex.engine.result.EngineResult`.
-"""
+"""ProxySPEX: a LightGBM proxy, its exact Fourier/Möbius read-out, a CV-chosen sparse support, a refit."""
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from scipy.linalg import solve_triangular
 
-from .exact import MAX_EXACT_PLAYERS, all_masks, dense_to_interactions, fourier_transform_dense
-from .interactions import (
+from .base import Estimator, cholesky_factor, least_squares
+from ..exact import MAX_DENSE_PLAYERS, dense_to_interactions, fourier_transform_dense
+from ..interactions import (
     Basis,
-    Interactions,
-    _check_basis,
-    fourier_to_mobius_dict,
-    mobius_to_fourier_dict,
     Subset,
     _all_subsets,
+    _check_basis,
     basis_matrix,
-    check_masks,
-    n_terms_up_to_order,
-    subsets_up_to_order,
+    fourier_to_mobius_dict,
+    mobius_to_fourier_dict,
 )
-from .result import EngineResult, r2_score
-from .sampling import NEAR_FULL_KEEP, CachedEvaluator, check_values, sample_masks
-from .trees import lightgbm_to_fourier
-from ..errors import EngineError
-
-ValueFunction = Callable[[np.ndarray], np.ndarray]
+from ..sampling import NEAR_FULL_KEEP
+from ..trees import lightgbm_to_fourier
+from ...errors import EngineError
 
 
-class Estimator:
-    """Shared sampling / evaluation / test-set logic. Subclasses implement :meth:`_fit_core`.
-
-    Args:
-        max_order: largest interaction order to estimate.
-        seed: seed of the mask sampler and of any randomised fitting step.
-        near_full_fraction: share of the fit budget drawn "near-full" (each player kept w.p.
-            ``near_full_keep``) instead of uniform (kept w.p. 1/2).
-        near_full_keep: keep probability of the near-full share.
-    """
-
-    method = "estimator"
-
-    def __init__(
-        self,
-        max_order: int = 2,
-        seed: int | None = 0,
-        near_full_fraction: float = 0.0,
-        near_full_keep: float = NEAR_FULL_KEEP,
-    ) -> None:
-        if max_order < 1:
-            raise EngineError(f"max_order must be >= 1, got {max_order}")
-        if not 0.0 <= near_full_fraction < 1.0:
-            raise EngineError(f"near_full_fraction must be in [0, 1), got {near_full_fraction}")
-        self.max_order = int(max_order)
-        self.seed = seed
-        self.near_full_fraction = float(near_full_fraction)
-        self.near_full_keep = float(near_full_keep)
-
-    # ---------------------------------------------------------------- helpers
-    def get_config(self) -> dict[str, Any]:
-        """Hyper-parameters, JSON-serialisable."""
-        return {k: v for k, v in vars(self).items() if not k.startswith("_") and _is_jsonable(v)}
-
-    def min_samples(self, n_players: int) -> int:
-        """Smallest number of fit samples this estimator accepts for ``n_players``."""
-        return 2
-
-    def _check_budget(self, n_players: int, budget: int) -> None:
-        need = self.min_samples(n_players)
-        if budget < need:
-            raise EngineError(
-                f"{type(self).__name__}(max_order={self.max_order}) needs at least {need} samples "
-                f"for n_players={n_players}, got a budget of {budget}"
-            )
-
-    def design(self, n_players: int, budget: int, rng: np.random.Generator) -> np.ndarray:
-        """The fit masks, bool[m, n] with m <= budget, all distinct.
-
-        When 2^n <= budget every mask is used once (exact, and cheaper than sampling).
-        """
-        if n_players <= MAX_EXACT_PLAYERS and 2**n_players <= budget:
-            return all_masks(n_players)
-        n_near = int(round(self.near_full_fraction * budget))
-        uniform = sample_masks(n_players, budget - n_near, rng, keep_probability=0.5)
-        if n_near == 0:
-            return uniform
-        near = sample_masks(n_players, n_near, rng, keep_probability=self.near_full_keep, exclude=uniform)
-        return np.concatenate([uniform, near])
-
-    # -------------------------------------------------------------------- API
-    def fit(
-        self,
-        value_fn: ValueFunction,
-        n_players: int,
-        budget: int | None = None,
-        player_names: Sequence[str] | None = None,
-        n_test: int = 200,
-        batch_size: int = 256,
-        progress: bool = True,
-    ) -> EngineResult:
-        """Sample masks, evaluate them, estimate interactions, and score them on held-out masks.
-
-        Args:
-            value_fn: ``bool[m, n] -> float[m]`` (True = player kept); called in batches of
-                ``batch_size`` rows and never twice on the same mask.
-            n_players: n.
-            budget: number of fit evaluations (distinct masks).
-            player_names: n names (default ``p0..``).
-            n_test: held-out masks *per test distribution* (uniform, and near-full = kept w.p.
-                0.9); extra evaluations on top of ``budget`` (0 disables the test set).
-            batch_size: rows per call of ``value_fn``.
-            progress: show tqdm progress bars.
-
-        Returns:
-            :class:`EngineResult` with ``faithfulness = {"uniform": R², "near_full": R²}``.
-        """
-        if n_players < 1:
-            raise EngineError(f"n_players must be >= 1, got {n_players}")
-        if budget is None:
-            raise EngineError(f"{type(self).__name__}.fit needs a budget (number of fit evaluations)")
-        budget = int(budget)
-        self._check_budget(n_players, budget)
-        if n_test < 0:
-            raise EngineError(f"n_test must be >= 0, got {n_test}")
-        rng = np.random.default_rng(self.seed)
-        masks = self.design(n_players, budget, rng)
-        evaluator = CachedEvaluator(value_fn, n_players, batch_size=batch_size, progress=progress)
-        values = evaluator(masks, description=f"{self.method}: fit masks")
-        n_fit = evaluator.n_evaluations
-        # The test stream depends only on the seed, so estimators with the same seed share test masks.
-        test_rng = np.random.default_rng(None if self.seed is None else [int(self.seed), 0x7E57])
-        test_parts, labels = [], []
-        for label, keep in (("uniform", 0.5), ("near_full", NEAR_FULL_KEEP)):
-            if n_test > 0:
-                part = sample_masks(n_players, n_test, test_rng, keep_probability=keep)
-                test_parts.append(part)
-                labels += [label] * len(part)
-        test_masks = np.concatenate(test_parts) if test_parts else np.zeros((0, n_players), bool)
-        test_values = evaluator(test_masks, description=f"{self.method}: test masks") if len(test_masks) else np.zeros(0)
-        return self._finish(
-            masks, values, player_names, test_masks, test_values, np.asarray(labels, dtype=str),
-            n_fit_evaluations=n_fit, n_test_evaluations=evaluator.n_evaluations - n_fit, rng=rng,
-        )
-
-    def fit_samples(
-        self,
-        masks: np.ndarray,
-        values: np.ndarray,
-        player_names: Sequence[str] | None = None,
-        test_masks: np.ndarray | None = None,
-        test_values: np.ndarray | None = None,
-    ) -> EngineResult:
-        """Estimate from masks and values already collected (no evaluations are made).
-
-        Args:
-            masks: bool[m, n]; values: float[m].
-            test_masks, test_values: optional held-out set, reported as ``faithfulness["test"]``.
-        """
-        masks = check_masks(masks)
-        values = check_values(values, masks.shape[0], "values")
-        self._check_budget(masks.shape[1], masks.shape[0])
-        if test_masks is None:
-            tm, tv = np.zeros((0, masks.shape[1]), bool), np.zeros(0)
-        else:
-            tm = check_masks(test_masks, masks.shape[1])
-            if test_values is None:
-                raise EngineError("test_masks given without test_values")
-            tv = check_values(test_values, tm.shape[0], "test_values")
-        return self._finish(
-            masks, values, player_names, tm, tv, np.asarray(["test"] * len(tm), dtype=str),
-            n_fit_evaluations=0, n_test_evaluations=0, rng=np.random.default_rng(self.seed),
-        )
-
-    def _finish(
-        self,
-        masks: np.ndarray,
-        values: np.ndarray,
-        player_names: Sequence[str] | None,
-        test_masks: np.ndarray,
-        test_values: np.ndarray,
-        test_labels: np.ndarray,
-        n_fit_evaluations: int,
-        n_test_evaluations: int,
-        rng: np.random.Generator,
-    ) -> EngineResult:
-        n_players = masks.shape[1]
-        if player_names is not None and len(player_names) != n_players:
-            raise EngineError(f"player_names has {len(player_names)} entries but n_players={n_players}")
-        start = time.perf_counter()
-        terms, diagnostics = self._fit_core(masks, values, rng)
-        fit_seconds = time.perf_counter() - start
-        interactions = Interactions(terms, n_players, basis="fourier", player_names=player_names)
-        faith: dict[str, float] = {}
-        if len(test_masks):
-            predictions = interactions(test_masks)
-            for label in dict.fromkeys(test_labels.tolist()):
-                rows = test_labels == label
-                faith[label] = r2_score(test_values[rows], predictions[rows])
-        config = self.get_config()
-        config.update(n_players=n_players, n_fit_samples=int(masks.shape[0]), n_test_samples=int(len(test_masks)))
-        return EngineResult(
-            interactions=interactions,
-            faithfulness=faith,
-            masks=masks,
-            values=values,
-            test_masks=test_masks,
-            test_values=test_values,
-            test_labels=test_labels,
-            n_evaluations=n_fit_evaluations + n_test_evaluations,
-            n_fit_evaluations=n_fit_evaluations,
-            n_test_evaluations=n_test_evaluations,
-            fit_seconds=fit_seconds,
-            method=self.method,
-            config=config,
-            diagnostics=diagnostics,
-        )
-
-    def _fit_core(
-        self, masks: np.ndarray, values: np.ndarray, rng: np.random.Generator
-    ) -> tuple[dict[Subset, float], dict[str, Any]]:
-        """Fourier coefficients ``{subset: coef}`` and diagnostics from fit samples."""
-        raise NotImplementedError
-
-
-def _is_jsonable(value: Any) -> bool:
-    if isinstance(value, (bool, int, float, str, type(None))):
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(_is_jsonable(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _is_jsonable(v) for k, v in value.items())
-    return False
-
-
-def _least_squares(design: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Minimum-norm least squares, float64[T] for design float64[m, T]."""
-    coef, *_ = np.linalg.lstsq(design, values, rcond=None)
-    return coef
-
-
-def _cholesky_factor(design: np.ndarray) -> np.ndarray:
-    """Upper-triangular R with R^T R = design^T design (+ a tiny relative jitter for stability)."""
-    from scipy.linalg import LinAlgError, cholesky
-
-    gram = design.T @ design
-    scale = float(np.mean(np.diag(gram))) or 1.0
-    jitter = 1e-10 * scale
-    for _ in range(8):
-        try:
-            return cholesky(gram + jitter * np.eye(len(gram)), lower=False, check_finite=False)
-        except LinAlgError:
-            jitter *= 100.0
-    raise EngineError("design matrix is numerically singular")
-
-
-# =========================================================================== ProxySPEX
 class ProxySPEX(Estimator):
     """ProxySPEX with support selection that keeps the proxy's fidelity.
 
@@ -438,7 +195,7 @@ class ProxySPEX(Estimator):
         all_rows = np.arange(len(targets))
         for val in folds:
             train = np.setdiff1d(all_rows, val, assume_unique=True)
-            factor = _cholesky_factor(design[train])
+            factor = cholesky_factor(design[train])
             diag = np.abs(np.diag(factor))
             ok = diag > 1e-6 * max(float(diag.max()), 1e-300)
             usable = int(np.argmin(ok)) if not ok.all() else n_cols
@@ -482,7 +239,7 @@ class ProxySPEX(Estimator):
         self, masks: np.ndarray, values: np.ndarray, rng: np.random.Generator
     ) -> tuple[dict[Subset, float], dict[str, Any]]:
         m, n = masks.shape
-        if n <= MAX_EXACT_PLAYERS and m == 2**n:
+        if n <= MAX_DENSE_PLAYERS and m == 2**n:
             index = masks.astype(np.int64) @ (1 << np.arange(n, dtype=np.int64))
             if len(np.unique(index)) == m:
                 # Every mask observed (small n, e.g. a 9-head layer): the exact transform truncated
@@ -565,7 +322,7 @@ class ProxySPEX(Estimator):
         for _ in range(self.residual_rounds):
             support = ranking[:k]
             design = basis_matrix(masks, support, basis)
-            residual = values - design @ _least_squares(design, values)
+            residual = values - design @ least_squares(design, values)
             residual_proxy, info = self._fit_proxy(features, residual, rng, depth=depth)
             proposals = lightgbm_to_fourier(residual_proxy, self.max_order)
             proposals.pop((), None)
@@ -593,7 +350,7 @@ class ProxySPEX(Estimator):
         (many selected terms relative to samples).
         """
         if self.refit == "ols" or design.shape[1] < 2:
-            return _least_squares(design, values), 0.0
+            return least_squares(design, values), 0.0
         from sklearn.linear_model import RidgeCV
 
         features = design[:, 1:]
@@ -620,139 +377,3 @@ class ProxySPEX(Estimator):
         design = basis_matrix(masks, support, "fourier")
         ridge = RidgeCV(alphas=np.logspace(-6, 6, 50), fit_intercept=False).fit(design, values)
         return dict(zip(support, ridge.coef_.tolist()))
-
-
-# =========================================================================== baselines
-class LinearBanzhaf(Estimator):
-    """Marginal linear model (LIME-like): least squares on first-order Fourier terms.
-
-    Under uniform masks the slope of player i is F({i}) = Banzhaf value / 2.
-    """
-
-    method = "linear_banzhaf"
-
-    def __init__(self, seed: int | None = 0, near_full_fraction: float = 0.0, near_full_keep: float = NEAR_FULL_KEEP) -> None:
-        super().__init__(1, seed, near_full_fraction, near_full_keep)
-
-    def min_samples(self, n_players: int) -> int:
-        return n_players + 1  # unknowns: constant + one slope per player
-
-    def _fit_core(
-        self, masks: np.ndarray, values: np.ndarray, rng: np.random.Generator
-    ) -> tuple[dict[Subset, float], dict[str, Any]]:
-        subsets = subsets_up_to_order(masks.shape[1], 1)
-        beta = _least_squares(basis_matrix(masks, subsets, "fourier"), values)
-        return dict(zip(subsets, beta.tolist())), {}
-
-
-class FaithBanzhaf(Estimator):
-    """Faith-Banzhaf-style regression: least squares on *all* Fourier terms up to ``max_order``.
-
-    Under uniform masks the least-squares solution is the Fourier truncation (the Faith-Banzhaf
-    interaction index of order ``max_order``). Needs at least as many samples as unknowns.
-    """
-
-    method = "faith_banzhaf"
-
-    def __init__(self, max_order: int = 2, seed: int | None = 0, near_full_fraction: float = 0.0,
-                 near_full_keep: float = NEAR_FULL_KEEP) -> None:
-        super().__init__(max_order, seed, near_full_fraction, near_full_keep)
-
-    def min_samples(self, n_players: int) -> int:
-        return n_terms_up_to_order(n_players, self.max_order)
-
-    def _fit_core(
-        self, masks: np.ndarray, values: np.ndarray, rng: np.random.Generator
-    ) -> tuple[dict[Subset, float], dict[str, Any]]:
-        subsets = subsets_up_to_order(masks.shape[1], self.max_order)
-        beta = _least_squares(basis_matrix(masks, subsets, "fourier"), values)
-        return dict(zip(subsets, beta.tolist())), {"n_unknowns": len(subsets)}
-
-
-class LassoRegression(Estimator):
-    """LASSO on all Fourier terms up to ``max_order`` (the ProxySPEX paper's main baseline).
-
-    The penalty is chosen by ``cv``-fold cross-validation (sklearn ``LassoCV``). When the design
-    would exceed ``max_design_floats`` entries, the order is lowered (down to first order for
-    large n) and the order used is reported in the diagnostics.
-    """
-
-    method = "lasso"
-
-    def __init__(self, max_order: int = 2, seed: int | None = 0, cv: int = 3, n_alphas: int = 30,
-                 max_design_floats: float = 3e7, near_full_fraction: float = 0.0,
-                 near_full_keep: float = NEAR_FULL_KEEP) -> None:
-        super().__init__(max_order, seed, near_full_fraction, near_full_keep)
-        self.cv = int(cv)
-        self.n_alphas = int(n_alphas)
-        self.max_design_floats = float(max_design_floats)
-
-    def min_samples(self, n_players: int) -> int:
-        return 3 * self.cv
-
-    def _fit_core(
-        self, masks: np.ndarray, values: np.ndarray, rng: np.random.Generator
-    ) -> tuple[dict[Subset, float], dict[str, Any]]:
-        from sklearn.linear_model import LassoCV
-
-        m, n = masks.shape
-        order = self.max_order
-        while order > 1 and m * (n_terms_up_to_order(n, order) - 1) > self.max_design_floats:
-            order -= 1
-        subsets = subsets_up_to_order(n, order, min_order=1)
-        design = basis_matrix(masks, subsets, "fourier")
-        lasso = LassoCV(alphas=self.n_alphas, cv=self.cv, max_iter=3000, random_state=self.seed, n_jobs=1)
-        lasso.fit(design, values)
-        terms = {s: c for s, c in zip(subsets, lasso.coef_.tolist()) if c != 0.0}
-        terms[()] = float(lasso.intercept_)
-        return terms, {"order_used": order, "alpha": float(lasso.alpha_)}
-
-
-class Exhaustive(Estimator):
-    """Exact interactions from all 2^n masks (fast Walsh–Hadamard transform); n <= 22.
-
-    ``budget`` may be omitted; if given it must be >= 2^n. ``max_order`` (default: none)
-    truncates the returned terms.
-    """
-
-    method = "exhaustive"
-
-    def __init__(self, max_order: int | None = None, seed: int | None = 0, tol: float = 0.0) -> None:
-        super().__init__(1, seed, 0.0)
-        self.max_order = max_order  # type: ignore[assignment]
-        self.tol = float(tol)
-
-    def min_samples(self, n_players: int) -> int:
-        if n_players > MAX_EXACT_PLAYERS:
-            raise EngineError(f"Exhaustive supports n_players <= {MAX_EXACT_PLAYERS}, got {n_players}")
-        return 2**n_players
-
-    def fit(
-        self,
-        value_fn: ValueFunction,
-        n_players: int,
-        budget: int | None = None,
-        player_names: Sequence[str] | None = None,
-        n_test: int = 0,
-        batch_size: int = 4096,
-        progress: bool = True,
-    ) -> EngineResult:
-        """Evaluate all 2^n masks (``budget`` defaults to 2^n); see :meth:`Estimator.fit`."""
-        return super().fit(value_fn, n_players, self.min_samples(n_players) if budget is None else budget,
-                           player_names, n_test, batch_size, progress)
-
-    def design(self, n_players: int, budget: int, rng: np.random.Generator) -> np.ndarray:
-        return all_masks(n_players)
-
-    def _fit_core(
-        self, masks: np.ndarray, values: np.ndarray, rng: np.random.Generator
-    ) -> tuple[dict[Subset, float], dict[str, Any]]:
-        m, n = masks.shape
-        index = masks.astype(np.int64) @ (1 << np.arange(n, dtype=np.int64))
-        if m != 2**n or len(np.unique(index)) != m:
-            raise EngineError(f"Exhaustive needs each of the 2^{n} = {2**n} masks exactly once, got {m} rows")
-        dense_values = np.empty(m)
-        dense_values[index] = values
-        dense = fourier_transform_dense(dense_values, n)
-        inter = dense_to_interactions(dense, n, "fourier", tol=self.tol, max_order=self.max_order)
-        return inter.as_dict(), {}

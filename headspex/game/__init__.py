@@ -1,0 +1,31 @@
+"""The ablation game: masks ``bool[m, n]`` (True = kept) -> task values ``float[m]``.
+
+* :mod:`~headspex.game.core` – :class:`AblationGame`: the contract, question chunks,
+  micro-batches, the mask store (cache and resume).
+* :mod:`~headspex.game.blocks` – the block runner: block L's inputs captured once per
+  question, blocks L… re-run per (mask, question) row.
+* :mod:`~headspex.game.scoring` – the letter scorer and the one cloze scorer
+  (:func:`continuation_logliks`), also as plain forwards on cloze items
+  (:func:`cloze_choice_logliks`).
+* :mod:`~headspex.game.prompts` – the sequences a game runs, from the task's prompt sets.
+* :mod:`~headspex.game.fused_attention` – SDPA attention in the blocks the game runs.
+"""
+
+from __future__ import annotations
+
+from .core import AblationGame
+from .errors import GameError
+from .scoring import (
+    Reduction,
+    candidate_logits,
+    cloze_choice_logliks,
+    continuation_logliks,
+    continuation_logliks_from_hidden,
+    right_aligned_targets,
+    unembedding,
+)
+
+__all__ = [
+    "AblationGame", "GameError", "Reduction", "candidate_logits", "cloze_choice_logliks", "continuation_logliks",
+    "continuation_logliks_from_hidden", "right_aligned_targets", "unembedding",
+]
