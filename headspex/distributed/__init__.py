@@ -23,10 +23,11 @@ neither Ray nor torch.
 from __future__ import annotations
 
 from .pool import DistributedError, Progress, WorkerPool, auto_chunk_masks, connect
-from .remote_game import DistributedGame, distributed_game_factory
+from .remote_game import DistributedGame, attribution_game_factory, distributed_game_factory, prune_game_builder
 from .spec import GameSpec, ModelSpec, SpecError, TaskSpec
 
 __all__ = [
     "DistributedError", "DistributedGame", "GameSpec", "ModelSpec", "Progress", "SpecError", "TaskSpec",
-    "WorkerPool", "auto_chunk_masks", "connect", "distributed_game_factory",
+    "WorkerPool", "attribution_game_factory", "auto_chunk_masks", "connect", "distributed_game_factory",
+    "prune_game_builder",
 ]

