@@ -372,15 +372,16 @@ class _ChunkRun:
             if due <= now and worker not in self.probes.values():
                 self.probes[self.pool.actors[worker].identity.remote()] = worker
         busy = [worker for worker, _ in self.in_flight.values()]
-        for worker in self.pool._live_indices():
-            if worker in recovering:
-                continue
-            while self.pending and busy.count(worker) < IN_FLIGHT_PER_WORKER:
-                chunk = self.pending.popleft()
-                self.attempts[chunk] += 1
-                ref = self.pool.actors[worker].evaluate.remote(self.spec, self.chunks[chunk])
-                self.in_flight[ref] = (worker, chunk)
-                busy.append(worker)
+        ready = [worker for worker in self.pool._live_indices() if worker not in recovering]
+        # Breadth first: every free worker gets a chunk before any gets a second one in advance.
+        for depth in range(IN_FLIGHT_PER_WORKER):
+            for worker in ready:
+                if self.pending and busy.count(worker) <= depth:
+                    chunk = self.pending.popleft()
+                    self.attempts[chunk] += 1
+                    ref = self.pool.actors[worker].evaluate.remote(self.spec, self.chunks[chunk])
+                    self.in_flight[ref] = (worker, chunk)
+                    busy.append(worker)
         if self.pending and not self.in_flight and not recovering:
             raise DistributedError(
                 f"all {self.pool.n_workers} workers of model '{self.pool.model.source}' died; last error: {self.last_error}"
