@@ -55,6 +55,13 @@ _EXPORTS: dict[str, str] = {
     "write_report": "headspex.report:write_report",
     "PruneConfig": "headspex.pruning:PruneConfig",
     "prune": "headspex.pruning:prune",
+    # distributed evaluation (Ray, optional) and devices
+    "WorkerPool": "headspex.distributed:WorkerPool",
+    "DistributedGame": "headspex.distributed:DistributedGame",
+    "GameSpec": "headspex.distributed:GameSpec",
+    "ModelSpec": "headspex.distributed:ModelSpec",
+    "TaskSpec": "headspex.distributed:TaskSpec",
+    "resolve_device": "headspex.devices:resolve_device",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -352,6 +352,7 @@ def attribute(
     run_dir: str | Path,
     progress: bool = True,
     use_game_cache: bool = False,
+    game_factory: GameFactory | None = None,
     **game_options: Any,
 ) -> AttributionRun:
     """Attribute a task's behaviour to the heads of a model, for every unit of ``config``.
@@ -365,10 +366,12 @@ def attribute(
         use_game_cache: also let the AblationGame keep its own on-disk cache of candidate
             logits (lets other metrics be recomputed later; the runner's own mask cache
             already makes runs resumable).
+        game_factory: ``(players, store_dir) -> game`` to use instead of in-process games, e.g.
+            :func:`headspex.distributed.distributed_game_factory` (masks evaluated on Ray workers).
         game_options: extra keyword arguments of ``AblationGame`` (``dtype``, ``memory_budget_mb``...).
     """
     units = model_units(model, config)
-    factory = model_game_factory(model, task, config, use_game_cache, **game_options)
+    factory = game_factory or model_game_factory(model, task, config, use_game_cache, **game_options)
     return attribute_units(units, factory, config, run_dir, model_meta(model, task, config), progress)
 
 

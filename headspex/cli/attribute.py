@@ -11,10 +11,12 @@ import argparse
 import hashlib
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+from ..distributed.options import add_arguments as add_run_arguments
+from ..distributed.remote_game import attribution_game_factory
 from ..types import AblationMode, Method, Metric, Scope, Scoring, choices
 from .common import CLIError
 
@@ -58,17 +60,20 @@ def parse_layers(text: str | None, n_layers: int) -> list[int] | None:
     return sorted(layers)
 
 
+def task_spec(args: argparse.Namespace) -> Any:
+    """The task named by ``--task`` (MMLU subject or induction) as a picklable TaskSpec."""
+    from ..distributed.spec import TaskSpec
+
+    if args.task == "induction":
+        return TaskSpec.induction(n_prompts=args.questions, seq_len=args.seq_len, seed=args.seed,
+                                  n_reference=max(args.questions, 8))
+    return TaskSpec.mmlu(args.subject, source=args.source, n_shots=args.shots, n_reference=args.reference,
+                         n_attribution=args.questions, seed=args.seed, scoring=str(getattr(args, "scoring", "letter")))
+
+
 def build_task(args: argparse.Namespace, tokenizer: Any) -> Any:
     """The task named by ``--task`` (MMLU subject or induction)."""
-    if args.task == "induction":
-        from ..tasks import InductionTask
-
-        return InductionTask(tokenizer, n_prompts=args.questions, seq_len=args.seq_len, seed=args.seed,
-                             n_reference=max(args.questions, 8))
-    from ..tasks import MMLUTask
-
-    return MMLUTask(tokenizer, args.subject, source=args.source, n_shots=args.shots, n_reference=args.reference,
-                    n_attribution=args.questions, seed=args.seed, scoring=getattr(args, "scoring", "letter"))
+    return task_spec(args).build(tokenizer)
 
 
 def _default_out(args: argparse.Namespace, config: dict[str, Any]) -> Path:
@@ -85,11 +90,14 @@ def _default_out(args: argparse.Namespace, config: dict[str, Any]) -> Path:
 def cmd_attribute(args: argparse.Namespace) -> int:
     """Run attribution (and, unless ``--no-report``, structure and the report)."""
     from ..attribution import FAST_FIT, AttributionConfig, attribute, model_units
-    from ..models import load_model
+    from ..distributed.options import RunOptions
 
     started = time.perf_counter()
+    run_options = RunOptions.from_args(args)
+    model_spec = run_options.model_spec(args.model, seed=args.seed)
     print(f"[headspex] loading model {args.model} ...", flush=True)
-    model = load_model(args.model, seed=args.seed)
+    # With workers this copy only tokenizes and names the heads: it stays on the CPU.
+    model = (replace(model_spec, device="cpu") if run_options.distributed else model_spec).load()
     n_layers = int(model.cfg.n_layers)
     layers = parse_layers(args.layers, n_layers)
     task = build_task(args, model.tokenizer)
@@ -116,7 +124,15 @@ def cmd_attribute(args: argparse.Namespace) -> int:
           + (f" (+ProxySPEX on {args.compare_budget} of them)" if config.compare_budget else f" (budget {args.budget} "
              f"+ {2 * args.n_test} held-out)")
           + f" bootstrap={args.bootstrap}\n[headspex] run directory: {out}", flush=True)
-    run = attribute(model, task, config, out, progress=not args.quiet)
+    pool = _open_pool(run_options, model_spec)
+    try:
+        factory = None if pool is None else attribution_game_factory(
+            pool, task_spec(args), config, memory_budget_mb=run_options.memory_budget_mb, progress=not args.quiet)
+        run = attribute(model, task, config, out, progress=not args.quiet, game_factory=factory,
+                        **run_options.game_options())
+    finally:
+        if pool is not None:
+            pool.close()
     for unit in run.units.values():
         faith = ", ".join(f"{k}={v:.3f}" for k, v in unit.faithfulness.items())
         line = f"  {unit.name}: {len(unit.players)} heads, R² {faith}"
@@ -129,6 +145,17 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         _structure_and_report(out, args.format)
     print(f"[headspex] done in {time.perf_counter() - started:.0f} s -> {out}", flush=True)
     return 0
+
+
+def _open_pool(run_options: Any, model_spec: Any) -> Any:
+    """The Ray worker pool of ``--workers`` / ``--ray-address``, or ``None`` (in-process)."""
+    if not run_options.distributed:
+        return None
+    started = time.perf_counter()
+    pool = run_options.open_pool(model_spec)
+    print(f"[headspex] {pool.n_workers} worker(s) on {run_options.ray_address or 'a local Ray'} loaded "
+          f"{model_spec.source} on {model_spec.device} in {time.perf_counter() - started:.0f} s", flush=True)
+    return pool
 
 
 def _structure_and_report(run_dir: Path, fmt: str) -> None:
@@ -230,4 +257,5 @@ def _register_attribute(subparsers: Any) -> None:
     a.add_argument("--format", choices=REPORT_FORMATS, default="markdown", help="report format")
     a.add_argument("--no-report", action="store_true", help="skip structure and report")
     a.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_run_arguments(a)
     a.set_defaults(func=cmd_attribute)

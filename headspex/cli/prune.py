@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Any
 
+from ..distributed.options import RunOptions
+from ..distributed.options import add_arguments as add_run_arguments
 from ..pruning import ATTRIBUTION_METRICS, PRESETS, PRUNING_MODES, STRATEGIES, PruneConfig, prune
 from ..types import Scoring, choices
 from .common import int_list
@@ -48,6 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-bootstrap", type=int, default=None)
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_run_arguments(parser)
 
 
 def config_from_args(args: argparse.Namespace) -> PruneConfig:
@@ -70,7 +74,18 @@ def config_from_args(args: argparse.Namespace) -> PruneConfig:
 def handle(args: argparse.Namespace) -> int:
     """Run the ``prune`` subcommand; prints where the results are."""
     config = config_from_args(args)
-    results = prune(config, args.out)
+    run_options = RunOptions.from_args(args)
+    model_spec = run_options.model_spec(config.model)
+    if not run_options.distributed:
+        results = prune(config, args.out, model=model_spec.load(), **run_options.game_options())
+    else:
+        from ..distributed import prune_game_builder
+
+        # The driver's copy only tokenizes, names heads and computes mask gradients: it stays on the CPU.
+        with run_options.open_pool(model_spec) as pool:
+            builder = prune_game_builder(pool, config, memory_budget_mb=run_options.memory_budget_mb,
+                                         progress=config.progress)
+            results = prune(config, args.out, model=replace(model_spec, device="cpu").load(), game_builder=builder)
     for result in results:
         print(f"layers {result['layers']}: {result['n_questions']} held-out questions; "
               f"unpruned accuracy {result['unpruned']['accuracy']['mean']:.3f}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,13 +174,24 @@ def _layer_groups(config: PruneConfig, n_layers: int) -> list[list[int]]:
     return [list(range(start, min(start + size, n_layers))) for start in range(0, n_layers, size)]
 
 
-def prune(config: PruneConfig, out: str | Path, model: Any = None) -> list[dict[str, Any]]:
+def task_options(config: PruneConfig) -> dict[str, Any]:
+    """Keyword arguments of the experiment's :class:`~headspex.tasks.mmlu.MMLUTask` besides the tokenizer."""
+    return {"subject": config.subject, "source": config.source, "n_reference": config.n_reference,
+            "n_attribution": config.n_attribution, "n_evaluation": config.n_evaluation, "seed": config.seed,
+            "order": config.order, "scoring": config.scoring}
+
+
+def prune(config: PruneConfig, out: str | Path, model: Any = None,
+          game_builder: Callable[[Any, str, str], Any] | None = None, **game_options: Any) -> list[dict[str, Any]]:
     """Attribution → strategies → held-out evaluation, for each layer group; writes ``out``.
 
     Args:
         config: the experiment (validated here).
         out: output directory (created; see the module docstring for its files).
         model: a loaded TransformerBridge (default: ``load_model(config.model)``).
+        game_builder: ``(players, split, metric) -> game`` to use instead of in-process
+            AblationGames, e.g. :func:`headspex.distributed.prune_game_builder` (Ray workers).
+        game_options: further keyword arguments of the in-process games (``memory_budget_mb``…).
 
     Returns:
         The ``evaluation.json`` dict of each layer group.
@@ -193,34 +205,43 @@ def prune(config: PruneConfig, out: str | Path, model: Any = None) -> list[dict[
     started = time.perf_counter()
     if model is None:
         model = load_model(config.model)
-    task = MMLUTask(model.tokenizer, config.subject, source=config.source, n_reference=config.n_reference,
-                    n_attribution=config.n_attribution, n_evaluation=config.n_evaluation, seed=config.seed, order=config.order,
-                    scoring=config.scoring)
+    task = MMLUTask(model.tokenizer, **task_options(config))
+    if game_builder is None:
+        game_builder = _in_process_builder(config, model, task, **game_options)
     groups = _layer_groups(config, int(model.cfg.n_layers))
     results = []
     for layers in groups:
         group_out = out if len(groups) == 1 else out / f"layers_{layers[0]}-{layers[-1]}"
         group_out.mkdir(parents=True, exist_ok=True)
-        results.append(_prune_group(config, model, task, layers, group_out, started))
+        results.append(_prune_group(config, model, task, layers, group_out, started, game_builder))
     return results
 
 
+def _in_process_builder(config: PruneConfig, model: Any, task: Any, **game_options: Any) -> Callable[[Any, str, str], Any]:
+    """``(players, split, metric) -> AblationGame`` in this process."""
+    from ..game import AblationGame
+
+    def build(players: Any, split: str, metric: str) -> Any:
+        return AblationGame(model, task, players, mode=config.mode, split=split, metric=metric,
+                            progress=config.progress, seed=config.seed, **game_options)
+
+    return build
+
+
 def _prune_group(config: PruneConfig, model: Any, task: Any, layers: list[int], group_out: Path,
-                 started: float) -> dict[str, Any]:
+                 started: float, game_builder: Callable[[Any, str, str], Any]) -> dict[str, Any]:
     """The whole experiment on the heads of ``layers``; writes ``group_out`` and returns its result."""
     import torch
 
     from ..components import heads
-    from ..game import AblationGame
 
     players = heads(model, layers)
     n = len(players)
     ks = [k for k in config.ks if k < n]
     costs: dict[str, Any] = {}
-    attr_game = AblationGame(model, task, players, mode=config.mode, split="attribution",
-                             metric=config.attribution_metric, progress=config.progress, seed=config.seed)
+    attr_game = game_builder(players, "attribution", config.attribution_metric)
     proxy_result, attribution_meta = _attribution(config, model, attr_game, players, group_out, costs)
-    eval_game = _held_out_game(config, model, task, players, attribution_meta)
+    eval_game = _held_out_game(config, game_builder, task, players, attribution_meta)
 
     context = StrategyContext(
         n_players=n, value_fn=attr_game, samples=proxy_result, player_names=players.names, seed=config.seed,
@@ -289,14 +310,12 @@ def _attribution(config: PruneConfig, model: Any, attr_game: Any, players: Any, 
     return proxy_result, attribution_meta
 
 
-def _held_out_game(config: PruneConfig, model: Any, task: Any, players: Any, attribution_meta: dict[str, Any]) -> Any:
+def _held_out_game(config: PruneConfig, game_builder: Callable[[Any, str, str], Any], task: Any, players: Any,
+                   attribution_meta: dict[str, Any]) -> Any:
     """The evaluation game, after checking that no held-out (or reference) question was used
     for attribution: the check is enforced here, not documented."""
-    from ..game import AblationGame
-
     eval_metric = "logprob" if config.scoring == "cloze" else "calibrated_accuracy"  # cloze: no letter bias
-    eval_game = AblationGame(model, task, players, mode=config.mode, split="evaluation",
-                             metric=eval_metric, progress=config.progress, seed=config.seed)
+    eval_game = game_builder(players, "evaluation", eval_metric)
     check_questions_disjoint(attribution_meta["question_ids"], eval_game.describe()["question_ids"])
     check_questions_disjoint(attribution_meta["question_ids"], task.prompt_set("reference").question_ids, "reference")
     return eval_game
