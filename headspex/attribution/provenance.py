@@ -95,6 +95,23 @@ def task_provenance(task: Any, splits: list[str]) -> dict[str, Any]:
     return {**description, "question_ids": questions}
 
 
+#: Differences a user most needs to see come first in :func:`describe_differences`.
+PRIORITY_PATHS = ("model", "weights_fingerprint", "task.task", "task.subject", "task.source", "task.n_shots",
+                  "task.scoring", "task.seq_len", "config.", "units", "split", "headspex_version")
+
+
+def describe_differences(old: dict[str, Any], new: dict[str, Any], limit: int = 3) -> str:
+    """One line naming how ``new`` differs from ``old`` (the most telling differences first)."""
+    lines = provenance_differences(old, new)
+
+    def rank(line: str) -> int:
+        return next((i for i, path in enumerate(PRIORITY_PATHS) if line.startswith(path)), len(PRIORITY_PATHS))
+
+    lines.sort(key=rank)
+    more = f" (and {len(lines) - limit} more)" if len(lines) > limit else ""
+    return "; ".join(lines[:limit]) + more
+
+
 def provenance_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     """Human-readable differences between two provenance dicts: ``["task.subject: 'a' -> 'b'", ...]``.
 

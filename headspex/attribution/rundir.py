@@ -272,6 +272,20 @@ def _is_run_leftover(path: Path) -> bool:
     return path.name in RUN_SUBFOLDERS or ".corrupt" in path.name or path.name == "run.json.tmp"
 
 
+def refuse_foreign_folder(run_dir: Path) -> None:
+    """Raise an :class:`AttributionError` when ``run_dir`` is a file, or a non-empty folder that is
+    not a headspex run (a user's folder must never be written into). Cheap: callers run it
+    before loading a model."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise AttributionError(f"{run_dir} is a file, not a folder; choose another --out")
+    if run_dir.is_dir() and not (run_dir / "run.json").exists() and \
+            not all(_is_run_leftover(entry) for entry in run_dir.iterdir()):
+        raise AttributionError(
+            f"{run_dir} is not empty and is not a headspex run (no run.json); choose a new or empty --out folder"
+        )
+
+
 def open_run_directory(run_dir: Path, provenance: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """``run.json``'s content for a run of ``provenance`` in ``run_dir``, creating it if needed.
 
@@ -289,11 +303,10 @@ def open_run_directory(run_dir: Path, provenance: dict[str, Any]) -> tuple[dict[
 
     from ..engine.store import CorruptFileWarning
     from ..io import move_aside
-    from .provenance import provenance_differences, provenance_key
+    from .provenance import describe_differences, provenance_key
 
     run_json = run_dir / "run.json"
-    if run_dir.exists() and not run_dir.is_dir():
-        raise AttributionError(f"{run_dir} is a file, not a folder; choose another --out")
+    refuse_foreign_folder(run_dir)
     wanted = json.loads(json.dumps(to_jsonable(provenance)))
     if run_json.exists():
         try:
@@ -303,18 +316,12 @@ def open_run_directory(run_dir: Path, provenance: dict[str, Any]) -> tuple[dict[
             warnings.warn(f"{error}; moved to {moved.name} and rewritten", CorruptFileWarning, stacklevel=2)
         else:
             stored = {k: v for k, v in previous.items() if k not in NON_PROVENANCE_KEYS}
-            differences = provenance_differences(stored, wanted)
-            if differences:
-                more = f" (and {len(differences) - 3} more)" if len(differences) > 3 else ""
+            if stored != wanted:
                 raise AttributionError(
-                    f"{run_dir} holds a run with another configuration ({'; '.join(differences[:3])}{more}); "
+                    f"{run_dir} holds a run with another configuration ({describe_differences(stored, wanted)}); "
                     "use a new --out directory (or delete this one) instead of resuming it"
                 )
             return previous, False
-    elif run_dir.exists() and not all(_is_run_leftover(entry) for entry in run_dir.iterdir()):
-        raise AttributionError(
-            f"{run_dir} is not empty and is not a headspex run (no run.json); choose a new or empty --out folder"
-        )
     run_dir.mkdir(parents=True, exist_ok=True)
     meta = {"format": RUN_FORMAT, **wanted, "provenance_key": provenance_key(wanted),
             "started": time.strftime("%Y-%m-%d %H:%M:%S")}

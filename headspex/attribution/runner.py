@@ -96,6 +96,14 @@ def exact_comparison(exact: Interactions, proxy: EngineResult, top_k: int = 10) 
     }
 
 
+def will_compare(unit: Unit, config: AttributionConfig) -> bool:
+    """Whether ``method="exact"`` also fits ProxySPEX on ``compare_budget`` of the unit's masks
+    (not when the unit has fewer masks in all than a ProxySPEX fit needs)."""
+    n = len(unit.players)
+    return (config.method == Method.EXACT and config.compare_budget > 0
+            and min(config.compare_budget, 2**n) >= config.estimator().minimum_budget(n))
+
+
 def fit_unit(
     unit: Unit, game: GameLike, config: AttributionConfig, store: MaskStore, progress: bool
 ) -> tuple[EngineResult, dict[str, Any] | None]:
@@ -108,7 +116,7 @@ def fit_unit(
                        per_item=True)
 
     def proxyspex() -> ProxySPEX:
-        return ProxySPEX(max_order=config.max_order, seed=config.seed, **config.estimator_options)
+        return config.estimator()
 
     if config.method != Method.EXACT:
         engine = proxyspex().fit(game.question_values, config.budget, n_test=config.n_test, progress=progress,
@@ -120,10 +128,9 @@ def fit_unit(
             f"{MAX_EXACT_METHOD_PLAYERS} players (scope='layer') or method='proxyspex'"
         )
     engine = Exhaustive(seed=config.seed).fit(game.question_values, n_test=0, progress=progress, **fit_options)
-    budget = min(config.compare_budget, 2**n)
-    # Too few masks in all for a ProxySPEX fit (a tiny unit): no comparison is made.
-    if budget < proxyspex().minimum_budget(n):
+    if not will_compare(unit, config):
         return engine, None
+    budget = min(config.compare_budget, 2**n)
     # Every ProxySPEX mask is among the 2^n already in the store: the comparison is free.
     proxy = proxyspex().fit(game.question_values, budget, n_test=config.n_test, progress=False, **fit_options)
     return engine, exact_comparison(engine.interactions, proxy, config.top_k)
@@ -299,7 +306,7 @@ def check_budgets(units: Sequence[Unit], config: AttributionConfig) -> None:
     With ``method="exact"`` the check applies to ``compare_budget`` (when the unit has
     enough masks for a comparison at all).
     """
-    estimator = ProxySPEX(max_order=config.max_order, seed=config.seed, **config.estimator_options)
+    estimator = config.estimator()
     for unit in units:
         n = len(unit.players)
         need = estimator.minimum_budget(n)

@@ -82,40 +82,53 @@ def _default_out(args: argparse.Namespace, config: dict[str, Any]) -> Path:
     return Path("runs") / f"{Path(args.model).stem}-{what}-{config['scope']}-{digest}"
 
 
+def check_before_loading(args: argparse.Namespace) -> None:
+    """Every check that needs no model, so a bad option costs no model load (CLIError/AttributionError)."""
+    from ..attribution.rundir import refuse_foreign_folder
+
+    for name, minimum in (("questions", 1), ("shots", 0), ("seq_len", 2), ("group_size", 1), ("n_test", 0)):
+        if getattr(args, name) < minimum:
+            raise CLIError(f"--{name.replace('_', '-')} must be >= {minimum}; got {getattr(args, name)}")
+    if args.mode in (AblationMode.MEAN.value, AblationMode.RESAMPLE.value) and args.reference < 1:
+        raise CLIError(f"--mode {args.mode} needs reference questions: --reference must be >= 1; got {args.reference}")
+    parse_layers(args.layers, 10**6)  # the syntax only; the range needs the model
+    if args.out:
+        refuse_foreign_folder(Path(args.out))
+    if args.task == "mmlu":
+        from ..tasks.mmlu.sources import load_mmlu, resolve_source
+
+        if resolve_source(args.source) != "hub":  # local files: cheap to read twice; the hub is asked once
+            load_mmlu(args.subject, args.source)
+
+
+def _config(args: argparse.Namespace, layers: list[int] | None) -> Any:
+    from ..attribution import FAST_FIT, AttributionConfig
+
+    return AttributionConfig(
+        scope=args.scope, layers=layers, group_size=args.group_size, method=args.method, budget=args.budget,
+        n_test=args.n_test, max_order=args.max_order, compare_budget=args.compare_budget if args.method == "exact" else 0,
+        n_bootstrap=args.bootstrap, seed=args.seed, mode=args.mode, metric=args.metric, n_questions=args.questions,
+        estimator_options=dict(FAST_FIT) if args.fast_fit else {},
+    ).validate()  # an AttributionError is a HeadspexError: main() prints it as one line
+
+
 def cmd_attribute(args: argparse.Namespace) -> int:
     """Run attribution (and, unless ``--no-report``, structure and the report)."""
-    from ..attribution import FAST_FIT, AttributionConfig, attribute, model_units
+    from ..attribution import attribute, model_units
     from ..models import load_model
 
     started = time.perf_counter()
+    _config(args, None)
+    check_before_loading(args)
     print(f"[headspex] loading model {args.model} ...", flush=True)
     model = load_model(args.model, seed=args.seed)
     n_layers = int(model.cfg.n_layers)
     layers = parse_layers(args.layers, n_layers)
     task = build_task(args, model.tokenizer)
-    options: dict[str, Any] = {}
-    if args.fast_fit:
-        options = dict(FAST_FIT)
-    config = AttributionConfig(
-        scope=args.scope, layers=layers, group_size=args.group_size, method=args.method, budget=args.budget,
-        n_test=args.n_test, max_order=args.max_order, compare_budget=args.compare_budget if args.method == "exact" else 0,
-        n_bootstrap=args.bootstrap, seed=args.seed, mode=args.mode, metric=args.metric, n_questions=args.questions,
-        estimator_options=options,
-    )
-    # An AttributionError is a HeadspexError: main() prints it as one line.
-    config.validate()
+    config = _config(args, layers)
     units = model_units(model, config)
     out = Path(args.out) if args.out else _default_out(args, asdict(config))
-    masks_per_unit = [2 ** len(u.players) if args.method == "exact" else args.budget + 2 * args.n_test for u in units]
-    print(f"[headspex] model={args.model} ({n_layers} layers x {model.cfg.n_heads} heads, loaded in "
-          f"{time.perf_counter() - started:.0f} s)\n"
-          f"[headspex] task={getattr(task, 'name', args.task)} split=attribution questions={args.questions} "
-          f"mode={args.mode} metric={args.metric}\n"
-          f"[headspex] scope={args.scope} layers={layers if layers is not None else 'all'} units={len(units)} "
-          f"method={args.method} masks/unit={masks_per_unit[0]}"
-          + (f" (+ProxySPEX on {args.compare_budget} of them)" if config.compare_budget else f" (budget {args.budget} "
-             f"+ {2 * args.n_test} held-out)")
-          + f" bootstrap={args.bootstrap}\n[headspex] run directory: {out}", flush=True)
+    print(_header(args, model, task, config, units, out, time.perf_counter() - started), flush=True)
     run = attribute(model, task, config, out, progress=not args.quiet)
     for unit in run.units.values():
         faith = ", ".join(f"{k}={v:.3f}" for k, v in unit.faithfulness.items())
@@ -129,6 +142,28 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         _structure_and_report(out, args.format)
     print(f"[headspex] done in {time.perf_counter() - started:.0f} s -> {out}", flush=True)
     return 0
+
+
+def _header(args: argparse.Namespace, model: Any, task: Any, config: Any, units: list[Any], out: Path,
+            load_seconds: float) -> str:
+    """The lines printed before a run; they describe only what will actually run."""
+    from ..attribution import will_compare
+
+    exact = args.method == "exact"
+    masks = 2 ** len(units[0].players) if exact else args.budget + 2 * args.n_test
+    if exact:
+        compared = [u for u in units if will_compare(u, config)]
+        detail = (f" (+ProxySPEX on {min(config.compare_budget, masks)} of them)" if compared
+                  else " (no ProxySPEX comparison)" if config.compare_budget else "")
+    else:
+        detail = f" (budget {args.budget} + {2 * args.n_test} held-out)"
+    return (f"[headspex] model={args.model} ({model.cfg.n_layers} layers x {model.cfg.n_heads} heads, loaded in "
+            f"{load_seconds:.0f} s)\n"
+            f"[headspex] task={getattr(task, 'name', args.task)} split=attribution questions={args.questions} "
+            f"mode={args.mode} metric={args.metric}\n"
+            f"[headspex] scope={args.scope} layers={config.layers if config.layers is not None else 'all'} "
+            f"units={len(units)} method={args.method} masks/unit={masks}{detail} bootstrap={args.bootstrap}\n"
+            f"[headspex] run directory: {out}")
 
 
 def _structure_and_report(run_dir: Path, fmt: str) -> None:
