@@ -25,6 +25,28 @@ from ..io import to_jsonable
 RUN_FORMAT = "headspex.attribution.Run/1"
 UNIT_FORMAT = "headspex.attribution.Unit/1"
 
+#: Held-out R² (uniform masks; 1 for exact enumeration) below which a fit does not reproduce
+#: the behaviour on masks it never saw: its values, rankings, interactions and structure are
+#: reported as not to be trusted, and no structure verdict is issued. 0.5 = the fit explains
+#: at most half of the variance of unseen masks; an R² that cannot be measured counts as below.
+FAITHFULNESS_THRESHOLD = 0.5
+
+
+def held_out_r2(faithfulness: dict[str, float]) -> float:
+    """The R² a fit is judged by: ``uniform`` (held-out uniform masks), else ``exact``, else the
+    smallest finite value given; NaN when there is none."""
+    for key in ("uniform", "exact"):
+        if key in faithfulness and faithfulness[key] is not None:
+            return float(faithfulness[key])
+    finite = [float(v) for v in faithfulness.values() if v is not None and np.isfinite(v)]
+    return min(finite) if finite else float("nan")
+
+
+def fit_is_trusted(faithfulness: dict[str, float]) -> bool:
+    """True when :func:`held_out_r2` is at least :data:`FAITHFULNESS_THRESHOLD` (NaN: False)."""
+    r2 = held_out_r2(faithfulness)
+    return bool(np.isfinite(r2) and r2 >= FAITHFULNESS_THRESHOLD)
+
 
 class CorruptFileError(AttributionError):
     """A run-directory file that fails its check (unreadable, truncated, altered, or of another run).

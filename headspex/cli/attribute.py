@@ -115,6 +115,7 @@ def _config(args: argparse.Namespace, layers: list[int] | None) -> Any:
 def cmd_attribute(args: argparse.Namespace) -> int:
     """Run attribution (and, unless ``--no-report``, structure and the report)."""
     from ..attribution import attribute, model_units
+    from ..attribution.rundir import FAITHFULNESS_THRESHOLD, fit_is_trusted
     from ..models import load_model
 
     started = time.perf_counter()
@@ -133,6 +134,8 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     for unit in run.units.values():
         faith = ", ".join(f"{k}={v:.3f}" for k, v in unit.faithfulness.items())
         line = f"  {unit.name}: {len(unit.players)} heads, R² {faith}"
+        if not fit_is_trusted(unit.faithfulness):
+            line += f" (below {FAITHFULNESS_THRESHOLD}: not to be trusted)"
         if unit.exact_comparison:
             c = unit.exact_comparison
             line += (f"; ProxySPEX@{c['budget']} vs exact R²={c['r2_all_masks']:.3f} "
@@ -188,6 +191,11 @@ def _print_structure(structure: dict[str, Any]) -> None:
         print(f"  {row['layer']:5d}  {f('linear_share')}  {f('within_layer_share')}  {f('across_layer_share')}"
               f"  {f('r2_first_order'):>15}  {f('r2_full'):>8}")
     print(f"  claim (early linear, late interactions): {structure['claim'].get('verdict')}")
+    untrusted = structure.get("faithfulness", {}).get("untrusted_units", [])
+    if untrusted:
+        print(f"[headspex] WARNING: {len(untrusted)} unit fit(s) below held-out R² "
+              f"{structure['faithfulness']['threshold']} ({', '.join(untrusted[:5])}): their values, rankings and "
+              "structure are not to be trusted", flush=True)
 
 
 
