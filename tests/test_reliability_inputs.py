@@ -80,9 +80,9 @@ def test_no_masks_give_no_values(tiny_llama: Any) -> None:
 
 def test_prompts_longer_than_the_context_are_refused_naming_the_longest(tiny_gpt2: Any) -> None:
     limit = int(tiny_gpt2.cfg.n_ctx)
-    # Induction prompts are BOS + a random sequence + its repeat: 2 * seq_len tokens or so.
-    task = InductionTask(tiny_gpt2.tokenizer, n_prompts=2, seq_len=limit // 2 + 8, seed=0, n_reference=2)
-    longest = max(len(ids) for ids in task.prompt_set("attribution").input_ids)
+    # Induction prompts are BOS + a random sequence + part of its repeat: more than seq_len tokens.
+    task = InductionTask(tiny_gpt2.tokenizer, n_prompts=2, seq_len=150, seed=0, n_reference=2)
+    longest = max(len(ids) for split in ("attribution", "reference") for ids in task.prompt_set(split).input_ids)
     assert longest > limit  # the independent count: the task's own token ids
     with pytest.raises(GameError, match=rf"context of {limit} tokens; the longest, question .* has {longest} tokens"):
         AblationGame(tiny_gpt2, task, ["L1H0"], mode="zero", progress=False)

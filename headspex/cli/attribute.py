@@ -119,8 +119,8 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     from ..models import load_model
 
     started = time.perf_counter()
-    _config(args, None)
     check_before_loading(args)
+    _config(args, None)
     print(f"[headspex] loading model {args.model} ...", flush=True)
     model = load_model(args.model, seed=args.seed)
     n_layers = int(model.cfg.n_layers)
