@@ -164,3 +164,38 @@ def test_a_file_of_one_repeated_question_says_so(tiny_llama: Any, tmp_path: Path
     with pytest.warns(UserWarning, match="dropped 59 duplicate"), \
             pytest.raises(HeadspexError, match="only 1 distinct test questions \\(after dropping 59 duplicate"):
         MMLUTask(tiny_llama.tokenizer, "high school us history", source=str(path), n_shots=0)
+
+
+# ----------------------------------------------------------------------------- item 11: what is printed
+
+
+def test_the_header_names_only_comparisons_that_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # tiny-llama layers have 4 heads: 16 masks in all, too few for a ProxySPEX comparison.
+    assert main(["attribute", "--model", "tiny-llama", "--task", "induction", "--questions", "2", "--layers", "1",
+                 "--method", "exact", "--bootstrap", "0", "--no-report", "--quiet", "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "masks/unit=16 (no ProxySPEX comparison)" in out and "+ProxySPEX" not in out
+
+
+def test_quiet_silences_the_gguf_loading_bar_and_restores_it() -> None:
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as transformers_logging
+
+    from headspex.cli.attribute import quiet_model_loading
+
+    with quiet_model_loading(True):
+        assert gguf_utils.tqdm(range(3)).disable and not transformers_logging.is_progress_bar_enabled()
+    assert not gguf_utils.tqdm(range(3), file=open("/dev/null", "w")).disable
+    assert transformers_logging.is_progress_bar_enabled()
+
+
+def test_bootstrap_and_comparison_fits_report_progress(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from headspex.attribution import AttributionConfig, attribute_units, plan_units
+
+    units = plan_units({0: [f"L0H{h}" for h in range(5)]}, "layer")
+    config = AttributionConfig(method="exact", compare_budget=24, n_test=5, n_bootstrap=10,
+                               estimator_options={"residual_rounds": 0, "n_jobs": 1})
+    attribute_units(units, lambda players, cache: LinearGame(), config, tmp_path / "run", progress=True)
+    out = capsys.readouterr().out
+    assert "ProxySPEX on 24 of the exact masks for the comparison" in out
+    assert "bootstrap over questions: 10 refits" in out

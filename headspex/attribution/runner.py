@@ -132,7 +132,9 @@ def fit_unit(
         return engine, None
     budget = min(config.compare_budget, 2**n)
     # Every ProxySPEX mask is among the 2^n already in the store: the comparison is free.
-    proxy = proxyspex().fit(game.question_values, budget, n_test=config.n_test, progress=False, **fit_options)
+    if progress:
+        print(f"[headspex] {unit.name}: ProxySPEX on {budget} of the exact masks for the comparison", flush=True)
+    proxy = proxyspex().fit(game.question_values, budget, n_test=config.n_test, progress=progress, **fit_options)
     return engine, exact_comparison(engine.interactions, proxy, config.top_k)
 
 
@@ -143,6 +145,7 @@ def bootstrap_intervals(
     top_rows: list[int],
     config: AttributionConfig,
     unit_dir: Path | None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Percentile intervals of the single-head values and the top terms, per bootstrap kind.
 
@@ -163,6 +166,8 @@ def bootstrap_intervals(
     for over in ["questions"] + (["masks"] if engine.method != "exhaustive" else []):
         if over == "questions" and question_values.shape[1] < 2:
             continue
+        if progress:  # each kind refits B times: seconds to tens of seconds with many terms
+            print(f"[headspex] bootstrap over {over}: {config.n_bootstrap} refits of {len(subsets)} terms", flush=True)
         replicates = bootstrap_coefficients(engine.masks, question_values, subsets, config.n_bootstrap, config.seed, over)
 
         def interval(per_replicate_columns: np.ndarray) -> list[list[float]]:
@@ -231,7 +236,7 @@ def attribute_unit(
     top = top_terms(interactions, config.top_k)
     top_rows = [subsets.index(s) for s in top]
     question_values = store.stack(engine.masks)
-    intervals = bootstrap_intervals(engine, question_values, value_maps, top_rows, config, unit_dir)
+    intervals = bootstrap_intervals(engine, question_values, value_maps, top_rows, config, unit_dir, progress)
     result = UnitResult(
         name=unit.name,
         players=list(unit.players),

@@ -8,10 +8,13 @@ layerwise structure and a Markdown report, in one run directory (a few minutes o
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import time
 from dataclasses import asdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +104,33 @@ def check_before_loading(args: argparse.Namespace) -> None:
             load_mmlu(args.subject, args.source)
 
 
+@contextmanager
+def quiet_model_loading(quiet: bool) -> Iterator[None]:
+    """With ``quiet``: no progress bars while a model loads (transformers' weight loading and its
+    GGUF dequantisation bar, which ignores transformers' own switch); restored afterwards."""
+    if not quiet:
+        yield
+        return
+    from transformers.utils import logging as transformers_logging
+
+    bars_were_enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    gguf_utils: Any = None
+    try:
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+        original_tqdm = gguf_utils.tqdm
+        gguf_utils.tqdm = functools.partial(original_tqdm, disable=True)
+    except (ImportError, AttributeError):  # another transformers layout: only its own switch applies
+        gguf_utils = None
+    try:
+        yield
+    finally:
+        if gguf_utils is not None:
+            gguf_utils.tqdm = original_tqdm
+        if bars_were_enabled:
+            transformers_logging.enable_progress_bar()
+
+
 def _config(args: argparse.Namespace, layers: list[int] | None) -> Any:
     from ..attribution import FAST_FIT, AttributionConfig
 
@@ -122,7 +152,8 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     check_before_loading(args)
     _config(args, None)
     print(f"[headspex] loading model {args.model} ...", flush=True)
-    model = load_model(args.model, seed=args.seed)
+    with quiet_model_loading(args.quiet):
+        model = load_model(args.model, seed=args.seed)
     n_layers = int(model.cfg.n_layers)
     layers = parse_layers(args.layers, n_layers)
     task = build_task(args, model.tokenizer)
