@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -44,3 +45,17 @@ def packaged_data_file(distribution: str, suffix: str) -> Path | None:
             if path.exists():
                 return path
     return None
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a file or folder that failed its check to ``<name>.corrupt`` (``.corrupt2``... if taken).
+
+    Returns the new path. Keeping it (rather than deleting it) lets the user inspect it.
+    """
+    target = path.with_name(path.name + ".corrupt")
+    number = 2
+    while target.exists():
+        target = path.with_name(f"{path.name}.corrupt{number}")
+        number += 1
+    os.replace(path, target)
+    return target

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .attribution.rundir import FAITHFULNESS_THRESHOLD, fit_is_trusted, held_out_r2
 from .errors import ReportError
+from .structure import untrusted_sentence
 
 FORMATS: tuple[str, ...] = ("markdown", "html")
 
@@ -72,6 +74,7 @@ def build_blocks(run: Any, structure: dict[str, Any] | None, figures: dict[str, 
                         "metric when the head is kept rather than ablated, over random states of the other "
                         "players. A Fourier coefficient F(S) of order >= 2 is an interaction; 2^|S| F(S) is its "
                         "Banzhaf interaction index."))
+    blocks += _trust_warning(run)
     blocks += _faithfulness_section(run, figures, figure_prefix)
     blocks += _comparison_section(run, figures, figure_prefix)
     blocks += _single_head_section(run, figures, figure_prefix)
@@ -79,6 +82,21 @@ def build_blocks(run: Any, structure: dict[str, Any] | None, figures: dict[str, 
     if structure is not None:
         blocks += _structure_section(structure, figures, figure_prefix)
     return blocks
+
+
+def _untrusted_units(run: Any) -> list[dict[str, Any]]:
+    return [{"name": u.name, "held_out_r2": held_out_r2(u.faithfulness)} for u in run.units.values()
+            if not fit_is_trusted(u.faithfulness)]
+
+
+def _trust_warning(run: Any) -> list[Block]:
+    """A plain warning when some fit is below the faithfulness threshold (nothing otherwise)."""
+    untrusted = _untrusted_units(run)
+    if not untrusted:
+        return []
+    sentence = untrusted_sentence(untrusted)
+    return [Block("text", f"**Warning: not to be trusted.** {sentence[0].upper()}{sentence[1:]}. Rankings and "
+                  "interactions of those units are shown for diagnosis only.")]
 
 
 def _faithfulness_section(run: Any, figures: dict[str, str], figure_prefix: str) -> list[Block]:
@@ -90,9 +108,10 @@ def _faithfulness_section(run: Any, figures: dict[str, str], figure_prefix: str)
         faith = unit.faithfulness
         rows.append((unit.name, len(unit.players), unit.engine.method, len(unit.engine.masks), len(unit.engine.interactions),
                      _fmt(faith.get("uniform", faith.get("exact"))), _fmt(faith.get("near_full")),
-                     _fmt(unit.seconds, 1)))
+                     fit_is_trusted(faith), _fmt(unit.seconds, 1)))
     blocks.append(Block("table", header=("unit", "players", "method", "fit masks", "terms", "R² uniform",
-                                          "R² near-full", "seconds"), rows=rows))
+                                          "R² near-full", f"trusted (R² >= {FAITHFULNESS_THRESHOLD})", "seconds"),
+                        rows=rows))
     if "faithfulness" in figures:
         blocks.append(Block("figure", figure_prefix + figures["faithfulness"], header=("faithfulness per unit",)))
     return blocks
@@ -129,11 +148,13 @@ def _single_head_section(run: Any, figures: dict[str, str], figure_prefix: str) 
         for i, name in enumerate(unit.players):
             interval = boot.get("banzhaf", [None] * len(unit.players))[i] if boot else None
             head_rows.append((abs(unit.banzhaf[i]), (name, _fmt(float(unit.banzhaf[i])), _interval(interval),
-                                                     _fmt(float(unit.shapley[i])))))
+                                                     _fmt(float(unit.shapley[i])),
+                                                     _fmt(held_out_r2(unit.faithfulness)))))
     head_rows.sort(key=lambda r: -r[0])
     blocks.append(Block("text", f"The {min(15, len(head_rows))} heads with the largest |Banzhaf value| "
                         "(interval: bootstrap over questions, or over masks when there is one question)."))
-    blocks.append(Block("table", header=("head", "Banzhaf", "interval", "Shapley"), rows=[r for _, r in head_rows[:15]]))
+    blocks.append(Block("table", header=("head", "Banzhaf", "interval", "Shapley", "unit fit R²"),
+                        rows=[r for _, r in head_rows[:15]]))
     return blocks
 
 
@@ -147,7 +168,9 @@ def _top_interaction_section(run: Any, figures: dict[str, str], figure_prefix: s
         interactions_only = [t for t in unit.top if t["order"] >= 2][:8]
         if not interactions_only:
             continue
-        blocks.append(Block("heading", unit.name, level=3))
+        trust = "" if fit_is_trusted(unit.faithfulness) else " (fit below the faithfulness threshold: not to be trusted)"
+        blocks.append(Block("heading", f"{unit.name}, held-out R² {_fmt(held_out_r2(unit.faithfulness))}{trust}",
+                            level=3))
         blocks.append(Block("table", header=("term", "order", "Fourier", "Banzhaf index", "within layer",
                                               "interval (questions)", "interval (masks)", "real"),
                             rows=[(" × ".join(t["players"]), t["order"], _fmt(t["fourier"]), _fmt(t["banzhaf_interaction"]),

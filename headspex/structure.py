@@ -12,6 +12,9 @@ Two measures per unit, both in the units of the metric:
   scored on the held-out masks next to the full sparse fit; the gap is the part of the
   behaviour a linear attribution cannot explain, measured on data the fits never saw
   (so it is not inflated by overfitting the interaction terms).
+
+A unit whose fit has a held-out R² below ``FAITHFULNESS_THRESHOLD`` (0.5) is marked
+``trusted: false``, and then no verdict on the layer claim is issued.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import numpy as np
 from .errors import ReportError
 from .engine import EngineResult, Interactions, all_masks, basis_matrix, r2_score
 from .engine.interactions import subsets_up_to_order
+from .attribution.rundir import FAITHFULNESS_THRESHOLD, fit_is_trusted, held_out_r2
 
 STRUCTURE_FORMAT = "headspex.structure/1"
 
@@ -279,6 +283,8 @@ def run_structure(run: Any) -> dict[str, Any]:
         unit_dir = Path(run.directory) / "units" / unit.name if getattr(run, "directory", None) else None
         confidence = float(run.meta.get("config", {}).get("confidence", 0.95)) if hasattr(run, "meta") else 0.95
         structure["share_intervals"] = _bootstrap_share_intervals(unit, unit_dir, confidence)
+        structure["held_out_r2"] = held_out_r2(unit.faithfulness)
+        structure["trusted"] = fit_is_trusted(unit.faithfulness)
         units.append(structure)
         r2 = structure["r2"]
         key = "uniform" if "uniform" in r2 else ("all_masks" if "all_masks" in r2 else None)
@@ -291,6 +297,7 @@ def run_structure(run: Any) -> dict[str, Any]:
                 "within_layer_share": row["within_layer_share"],
                 "across_layer_share": row["across_layer_share"],
                 "total_energy": row["total"],
+                "trusted": structure["trusted"],
             }
             if len(structure["layers"]) == 1 and key is not None:
                 entry["r2_first_order"] = r2[key]["first_order"]
@@ -300,7 +307,24 @@ def run_structure(run: Any) -> dict[str, Any]:
                     1.0 - x for x in reversed(structure["share_intervals"]["questions"]["linear_share"])]
             per_layer.append(entry)
     per_layer.sort(key=lambda r: r["layer"])
-    return {"format": STRUCTURE_FORMAT, "units": units, "per_layer": per_layer, "claim": layer_claim(per_layer)}
+    untrusted = [u for u in units if not u["trusted"]]
+    claim = layer_claim(per_layer)
+    if untrusted:
+        # A verdict drawn from fits that do not reproduce unseen masks would be a plausible wrong answer.
+        claim = {"verdict": "not issued: " + untrusted_sentence(untrusted), "n_layers": claim.get("n_layers")}
+    faithfulness = {"threshold": FAITHFULNESS_THRESHOLD, "untrusted_units": [u["name"] for u in untrusted],
+                    "held_out_r2": {u["name"]: u["held_out_r2"] for u in units}}
+    return {"format": STRUCTURE_FORMAT, "units": units, "per_layer": per_layer, "claim": claim,
+            "faithfulness": faithfulness}
+
+
+def untrusted_sentence(units: Sequence[dict[str, Any]]) -> str:
+    """One sentence naming units whose fit is below the faithfulness threshold (dicts with name, held_out_r2)."""
+    listed = ", ".join(f"{u['name']} (R² {u['held_out_r2']:.2f})" for u in units[:5])
+    more = f" and {len(units) - 5} more" if len(units) > 5 else ""
+    return (f"the fits of {listed}{more} have held-out R² below {FAITHFULNESS_THRESHOLD} and do not reproduce the "
+            "behaviour on masks they never saw, so their values, rankings, interactions and structure are not to be "
+            "trusted; raise the budget or use fewer players per unit")
 
 
 def save_structure(structure: dict[str, Any], path: str | Path) -> None:

@@ -28,14 +28,14 @@ re-reads its evaluated masks from ``cache/<unit>`` (the :class:`~headspex.engine
 the runner hands to the engine's fit) so none is sent to the model again.
 
 Modules: :mod:`.config` (configuration, units), :mod:`.rundir` (result files),
-:mod:`.runner` (fitting units and runs). Mask convention (as everywhere in headspex):
+:mod:`.runner` (fitting units and runs), :mod:`.provenance` (what a run was computed from, checksums). Mask convention (as everywhere in headspex):
 ``bool[m, n]``, True = head kept.
 """
 
 from __future__ import annotations
 
 from .config import FAST_FIT, MAX_EXACT_METHOD_PLAYERS, AttributionConfig, AttributionError, Unit, plan_units
-from .rundir import RUN_FORMAT, UNIT_FORMAT, AttributionRun, UnitResult, read_versioned_json
+from .rundir import RUN_FORMAT, UNIT_FORMAT, AttributionRun, CorruptFileError, UnitResult, read_versioned_json
 from .runner import (
     GameFactory,
     GameLike,
@@ -46,6 +46,7 @@ from .runner import (
     model_game_factory,
     model_meta,
     model_units,
+    will_compare,
 )
 from ..engine.values import banzhaf_matrix, bootstrap_coefficients, percentile_interval, shapley_matrix
 
@@ -57,6 +58,7 @@ __all__ = [
     "AttributionConfig",
     "AttributionError",
     "AttributionRun",
+    "CorruptFileError",
     "GameFactory",
     "GameLike",
     "Unit",
@@ -74,4 +76,5 @@ __all__ = [
     "plan_units",
     "read_versioned_json",
     "shapley_matrix",
+    "will_compare",
 ]

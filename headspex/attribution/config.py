@@ -84,8 +84,15 @@ class AttributionConfig:
         parse_choice(Method, self.method, "method")
         if self.group_size < 1:
             raise AttributionError(f"group_size must be >= 1; got {self.group_size}")
-        if self.method == Method.PROXYSPEX and self.budget < 20:
-            raise AttributionError(f"ProxySPEX needs a budget of at least 20 masks; got {self.budget}")
+        if self.max_order < 1:
+            raise AttributionError(f"max_order must be >= 1 (1 = single heads only); got {self.max_order}")
+        estimator = self.estimator()  # its own option checks, before anything is written or loaded
+        need = estimator.min_samples(1)
+        if self.method == Method.PROXYSPEX and self.budget < need:
+            raise AttributionError(f"ProxySPEX needs a budget of at least {need} masks (and one more than the "
+                                   f"players of a unit); got {self.budget}")
+        if self.n_questions is not None and self.n_questions < 1:
+            raise AttributionError(f"n_questions must be >= 1 (or None for the whole split); got {self.n_questions}")
         if self.compare_budget and self.method != Method.EXACT:
             raise AttributionError("compare_budget needs method='exact' (the comparison is against the exact answer)")
         if not 0.0 < self.confidence < 1.0:
@@ -95,6 +102,17 @@ class AttributionConfig:
         if self.batch_masks < 1:
             raise AttributionError(f"batch_masks must be >= 1; got {self.batch_masks}")
         return self
+
+    def estimator(self) -> Any:
+        """The ProxySPEX estimator of this configuration (an :class:`AttributionError` for bad options)."""
+        from ..engine import ProxySPEX
+
+        try:
+            return ProxySPEX(max_order=self.max_order, seed=self.seed, **self.estimator_options)
+        except TypeError as error:  # an unknown keyword in estimator_options
+            raise AttributionError(f"estimator_options: {error}") from None
+        except HeadspexError as error:
+            raise AttributionError(f"estimator_options: {error}") from None
 
 
 @dataclass

@@ -1,7 +1,9 @@
 """Run directories: one finished unit (``unit.json`` + ``engine/``), a whole run (``run.json``).
 
-Every JSON file carries a ``format`` version and is written atomically (temporary file, then
-rename), so a killed run leaves whole files or none.
+Every JSON file carries a ``format`` version and a checksum and is written atomically
+(temporary file, then rename), so a killed run leaves whole files or none. ``unit.json`` also
+records the run's provenance key and the SHA-256 of every file of its unit (``engine/``,
+bootstrap replicates): a unit is trusted only when all of them check out.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .config import AttributionConfig, AttributionError
+from .provenance import checksum_problem, file_sha256, with_checksum
 from ..components import Players
 from ..engine import EngineResult, Interactions
 from ..io import to_jsonable
@@ -22,22 +25,81 @@ from ..io import to_jsonable
 RUN_FORMAT = "headspex.attribution.Run/1"
 UNIT_FORMAT = "headspex.attribution.Unit/1"
 
+#: Held-out R² (uniform masks; 1 for exact enumeration) below which a fit does not reproduce
+#: the behaviour on masks it never saw: its values, rankings, interactions and structure are
+#: reported as not to be trusted, and no structure verdict is issued. 0.5 = the fit explains
+#: at most half of the variance of unseen masks; an R² that cannot be measured counts as below.
+FAITHFULNESS_THRESHOLD = 0.5
 
-def read_versioned_json(path: Path, expected_format: str, what: str) -> dict[str, Any]:
-    """Read a headspex JSON file, checking it exists and carries ``expected_format``."""
+
+def held_out_r2(faithfulness: dict[str, float]) -> float:
+    """The R² a fit is judged by: ``uniform`` (held-out uniform masks), else ``exact``, else the
+    smallest finite value given; NaN when there is none."""
+    for key in ("uniform", "exact"):
+        if key in faithfulness and faithfulness[key] is not None:
+            return float(faithfulness[key])
+    finite = [float(v) for v in faithfulness.values() if v is not None and np.isfinite(v)]
+    return min(finite) if finite else float("nan")
+
+
+def fit_is_trusted(faithfulness: dict[str, float]) -> bool:
+    """True when :func:`held_out_r2` is at least :data:`FAITHFULNESS_THRESHOLD` (NaN: False)."""
+    r2 = held_out_r2(faithfulness)
+    return bool(np.isfinite(r2) and r2 >= FAITHFULNESS_THRESHOLD)
+
+
+class CorruptFileError(AttributionError):
+    """A run-directory file that fails its check (unreadable, truncated, altered, or of another run).
+
+    Attributes:
+        path: the file that failed.
+    """
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path} failed its check: {reason}")
+        self.path = path
+
+
+def read_json_file(path: Path) -> dict[str, Any]:
+    """A JSON object read from ``path``, or a :class:`CorruptFileError` naming the file."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CorruptFileError(path, f"it is not readable JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise CorruptFileError(path, "it does not hold a JSON object")
+    return data
+
+
+def read_versioned_json(path: Path, expected_format: str, what: str, verify: bool = True) -> dict[str, Any]:
+    """Read a headspex JSON file, checking it exists, carries ``expected_format`` and its checksum.
+
+    Raises:
+        AttributionError: no such file, or another kind of file.
+        CorruptFileError: unreadable JSON or a checksum that does not hold (``verify``).
+    """
     if not path.exists():
         raise AttributionError(f"{path.parent} is not a headspex {what} (no {path.name})")
-    data = json.loads(path.read_text())
+    data = read_json_file(path)
     if data.get("format") != expected_format:
         raise AttributionError(f"{path} is not a headspex {what} (format {data.get('format')!r})")
+    problem = checksum_problem(data) if verify else None
+    if problem is not None:
+        raise CorruptFileError(path, problem)
     return data
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` (made JSON-safe) to ``path`` through a temporary file and a rename."""
+    """Write ``data`` (made JSON-safe, with a ``checksum``) to ``path`` through a temporary file and a rename."""
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(to_jsonable(data), indent=1))
+    temporary.write_text(json.dumps(with_checksum(data), indent=1))
     os.replace(temporary, path)
+
+
+def unit_files(directory: Path) -> dict[str, str]:
+    """SHA-256 of every file a unit wrote before ``unit.json`` (paths relative to ``directory``)."""
+    paths = sorted((directory / "engine").glob("*")) + sorted(directory.glob("bootstrap_*.npz"))
+    return {path.relative_to(directory).as_posix(): file_sha256(path) for path in paths if path.is_file()}
 
 
 @dataclass
@@ -69,6 +131,7 @@ class UnitResult:
     n_evaluated_masks: int = 0
     n_questions: int = 0
     game: dict[str, Any] | None = None
+    provenance_key: str = ""
 
     @property
     def interactions(self) -> Interactions:
@@ -108,18 +171,45 @@ class UnitResult:
             "n_evaluated_masks": self.n_evaluated_masks,
             "n_questions": self.n_questions,
             "game": self.game,
+            "provenance_key": self.provenance_key,
         }
 
     def save(self, directory: Path) -> None:
-        """Write ``engine/`` then ``unit.json`` (last, so its presence means "finished")."""
+        """Write ``engine/`` then ``unit.json`` (last, so its presence means "finished").
+
+        ``unit.json`` records the SHA-256 of every other file of the unit, so it certifies them.
+        """
         directory.mkdir(parents=True, exist_ok=True)
         self.engine.save(directory / "engine")
-        write_json_atomic(directory / "unit.json", self.summary())
+        write_json_atomic(directory / "unit.json", {**self.summary(), "files": unit_files(directory)})
 
     @classmethod
-    def load(cls, directory: Path) -> UnitResult:
-        """Inverse of :meth:`save`."""
-        data = read_versioned_json(directory / "unit.json", UNIT_FORMAT, "finished unit")
+    def load(cls, directory: Path, provenance_key: str | None = None) -> UnitResult:
+        """Inverse of :meth:`save`, trusting nothing unchecked.
+
+        Args:
+            directory: the unit's folder.
+            provenance_key: the run's key; a unit computed under another one is refused.
+
+        Raises:
+            CorruptFileError: ``unit.json`` or one of the files it certifies fails its check.
+        """
+        path = directory / "unit.json"
+        data = read_versioned_json(path, UNIT_FORMAT, "finished unit")
+        if provenance_key is not None and data.get("provenance_key") != provenance_key:
+            raise CorruptFileError(path, f"it belongs to another run (provenance key "
+                                         f"{data.get('provenance_key')!r}, the run's is {provenance_key!r})")
+        for name, digest in dict(data.get("files", {})).items():
+            file = directory / name
+            if not file.is_file() or file_sha256(file) != digest:
+                raise CorruptFileError(file, "it is missing or its SHA-256 differs from the one unit.json records")
+        try:
+            return cls._from_summary(directory, data)
+        except (KeyError, TypeError, ValueError, OSError, EOFError) as error:
+            raise CorruptFileError(path, f"its content cannot be read back ({type(error).__name__}: {error})") from None
+
+    @classmethod
+    def _from_summary(cls, directory: Path, data: dict[str, Any]) -> UnitResult:
         return cls(
             name=data["name"],
             players=list(data["players"]),
@@ -134,6 +224,7 @@ class UnitResult:
             n_evaluated_masks=int(data.get("n_evaluated_masks", 0)),
             n_questions=int(data.get("n_questions", 0)),
             game=data.get("game"),
+            provenance_key=str(data.get("provenance_key", "")),
         )
 
 
@@ -165,7 +256,7 @@ class AttributionRun:
         for unit in meta["units"]:
             unit_dir = directory / "units" / unit["name"]
             if (unit_dir / "unit.json").exists():
-                units[unit["name"]] = UnitResult.load(unit_dir)
+                units[unit["name"]] = UnitResult.load(unit_dir, meta.get("provenance_key"))
         return cls(directory, meta, units)
 
     def head_values(self, which: str = "banzhaf") -> tuple[list[int], int, np.ndarray]:
@@ -192,3 +283,91 @@ class AttributionRun:
             grid[layers.index(layer), h] = value
         return layers, n_heads, grid
 
+
+
+# ----------------------------------------------------------------------------- opening a run directory
+
+#: Entries of ``run.json`` that describe the file, not the computation (the rest is provenance).
+NON_PROVENANCE_KEYS = ("format", "started", "provenance_key", "checksum")
+#: What headspex itself writes into a run directory besides files: a folder holding only these
+#: (and moved-aside ``*.corrupt`` files) is a headspex run, even without a readable ``run.json``.
+RUN_SUBFOLDERS = ("units", "cache", "game_cache")
+
+
+def _is_run_leftover(path: Path) -> bool:
+    return path.name in RUN_SUBFOLDERS or ".corrupt" in path.name or path.name == "run.json.tmp"
+
+
+def refuse_foreign_folder(run_dir: Path) -> None:
+    """Raise an :class:`AttributionError` when ``run_dir`` is a file, or a non-empty folder that is
+    not a headspex run (a user's folder must never be written into). Cheap: callers run it
+    before loading a model."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise AttributionError(f"{run_dir} is a file, not a folder; choose another --out")
+    if run_dir.is_dir() and not (run_dir / "run.json").exists() and \
+            not all(_is_run_leftover(entry) for entry in run_dir.iterdir()):
+        raise AttributionError(
+            f"{run_dir} is not empty and is not a headspex run (no run.json); choose a new or empty --out folder"
+        )
+
+
+def open_run_directory(run_dir: Path, provenance: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """``run.json``'s content for a run of ``provenance`` in ``run_dir``, creating it if needed.
+
+    A folder that exists must be empty or a headspex run of the same provenance: a non-empty
+    folder without ``run.json`` (a user's folder) is refused, a run of another provenance is
+    refused with one line saying what differs, and a ``run.json`` that fails its check is moved
+    aside and rewritten (the units and caches carry the provenance key, so only matching ones
+    are reused).
+
+    Returns:
+        (run.json content, whether this call created ``run.json``).
+    """
+    import time
+    import warnings
+
+    from ..engine.store import CorruptFileWarning
+    from ..io import move_aside
+    from .provenance import describe_differences, provenance_key
+
+    run_json = run_dir / "run.json"
+    refuse_foreign_folder(run_dir)
+    wanted = json.loads(json.dumps(to_jsonable(provenance)))
+    if run_json.exists():
+        try:
+            previous = read_versioned_json(run_json, RUN_FORMAT, "run directory")
+        except CorruptFileError as error:
+            moved = move_aside(run_json)
+            warnings.warn(f"{error}; moved to {moved.name} and rewritten", CorruptFileWarning, stacklevel=2)
+        else:
+            stored = {k: v for k, v in previous.items() if k not in NON_PROVENANCE_KEYS}
+            if stored != wanted:
+                raise AttributionError(
+                    f"{run_dir} holds a run with another configuration ({describe_differences(stored, wanted)}); "
+                    "use a new --out directory (or delete this one) instead of resuming it"
+                )
+            return previous, False
+    run_dir.mkdir(parents=True, exist_ok=True)
+    meta = {"format": RUN_FORMAT, **wanted, "provenance_key": provenance_key(wanted),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    write_json_atomic(run_json, meta)
+    return json.loads(run_json.read_text()), True
+
+
+def remove_failed_start(run_dir: Path, remove_folder: bool) -> None:
+    """Undo a start that failed before computing anything: remove ``run.json`` and empty folders.
+
+    Nothing is removed once a unit finished or a cache batch was written (then the run
+    resumes); the folder itself goes only with ``remove_folder`` (this start created it) and
+    when nothing else is left in it.
+    """
+    if any(run_dir.glob("units/*/unit.json")) or any(run_dir.glob("cache/*/batch_*.npz")) or \
+            any(run_dir.glob("game_cache/**/*.npz")):
+        return
+    (run_dir / "run.json").unlink(missing_ok=True)
+    for folder in sorted((p for p in run_dir.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+        if not any(folder.iterdir()):
+            folder.rmdir()
+    if remove_folder and run_dir.is_dir() and not any(run_dir.iterdir()):
+        run_dir.rmdir()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -12,7 +12,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from .config import MAX_EXACT_METHOD_PLAYERS, AttributionConfig, AttributionError, Unit, plan_units
-from .rundir import RUN_FORMAT, AttributionRun, UnitResult, write_json_atomic
+from .provenance import task_provenance, weights_fingerprint
+from .rundir import AttributionRun, CorruptFileError, UnitResult, open_run_directory, remove_failed_start
+from .. import __version__
 from ..components import Players
 from ..engine import (
     EngineResult,
@@ -28,7 +30,9 @@ from ..engine import (
     shapley_matrix,
 )
 from ..engine.interactions import Subset
-from ..io import to_jsonable
+from ..engine.store import CorruptFileWarning
+from ..errors import HeadspexError
+from ..io import move_aside, to_jsonable
 from ..types import Method
 
 
@@ -92,6 +96,14 @@ def exact_comparison(exact: Interactions, proxy: EngineResult, top_k: int = 10) 
     }
 
 
+def will_compare(unit: Unit, config: AttributionConfig) -> bool:
+    """Whether ``method="exact"`` also fits ProxySPEX on ``compare_budget`` of the unit's masks
+    (not when the unit has fewer masks in all than a ProxySPEX fit needs)."""
+    n = len(unit.players)
+    return (config.method == Method.EXACT and config.compare_budget > 0
+            and min(config.compare_budget, 2**n) >= config.estimator().minimum_budget(n))
+
+
 def fit_unit(
     unit: Unit, game: GameLike, config: AttributionConfig, store: MaskStore, progress: bool
 ) -> tuple[EngineResult, dict[str, Any] | None]:
@@ -104,7 +116,7 @@ def fit_unit(
                        per_item=True)
 
     def proxyspex() -> ProxySPEX:
-        return ProxySPEX(max_order=config.max_order, seed=config.seed, **config.estimator_options)
+        return config.estimator()
 
     if config.method != Method.EXACT:
         engine = proxyspex().fit(game.question_values, config.budget, n_test=config.n_test, progress=progress,
@@ -116,12 +128,13 @@ def fit_unit(
             f"{MAX_EXACT_METHOD_PLAYERS} players (scope='layer') or method='proxyspex'"
         )
     engine = Exhaustive(seed=config.seed).fit(game.question_values, n_test=0, progress=progress, **fit_options)
-    budget = min(config.compare_budget, 2**n)
-    # ProxySPEX needs >= 20 fit masks (early stopping + CV); below that no comparison is made.
-    if budget < 20:
+    if not will_compare(unit, config):
         return engine, None
+    budget = min(config.compare_budget, 2**n)
     # Every ProxySPEX mask is among the 2^n already in the store: the comparison is free.
-    proxy = proxyspex().fit(game.question_values, budget, n_test=config.n_test, progress=False, **fit_options)
+    if progress:
+        print(f"[headspex] {unit.name}: ProxySPEX on {budget} of the exact masks for the comparison", flush=True)
+    proxy = proxyspex().fit(game.question_values, budget, n_test=config.n_test, progress=progress, **fit_options)
     return engine, exact_comparison(engine.interactions, proxy, config.top_k)
 
 
@@ -132,6 +145,7 @@ def bootstrap_intervals(
     top_rows: list[int],
     config: AttributionConfig,
     unit_dir: Path | None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Percentile intervals of the single-head values and the top terms, per bootstrap kind.
 
@@ -152,6 +166,8 @@ def bootstrap_intervals(
     for over in ["questions"] + (["masks"] if engine.method != "exhaustive" else []):
         if over == "questions" and question_values.shape[1] < 2:
             continue
+        if progress:  # each kind refits B times: seconds to tens of seconds with many terms
+            print(f"[headspex] bootstrap over {over}: {config.n_bootstrap} refits of {len(subsets)} terms", flush=True)
         replicates = bootstrap_coefficients(engine.masks, question_values, subsets, config.n_bootstrap, config.seed, over)
 
         def interval(per_replicate_columns: np.ndarray) -> list[list[float]]:
@@ -195,6 +211,7 @@ def attribute_unit(
     unit_dir: Path | None = None,
     cache_dir: Path | None = None,
     progress: bool = True,
+    provenance_key: str = "",
 ) -> UnitResult:
     """Fit one unit, compute its values, intervals and exact comparison, and save it.
 
@@ -205,10 +222,12 @@ def attribute_unit(
         unit_dir: where to save the result (None = not saved).
         cache_dir: the unit's mask store folder (None = memory only).
         progress: tqdm bars.
+        provenance_key: the run's key, recorded in ``unit.json`` and the cache files (a cache
+            file of another key is not used).
     """
     start = time.perf_counter()
     n = len(unit.players)
-    store = MaskStore(cache_dir, n, value_name="question_values")
+    store = MaskStore(cache_dir, n, value_name="question_values", provenance_key=f"{provenance_key}/{unit.name}")
     engine, comparison = fit_unit(unit, game, config, store, progress)
     interactions = engine.interactions.to_fourier()
     subsets = list(interactions.subsets)
@@ -217,7 +236,7 @@ def attribute_unit(
     top = top_terms(interactions, config.top_k)
     top_rows = [subsets.index(s) for s in top]
     question_values = store.stack(engine.masks)
-    intervals = bootstrap_intervals(engine, question_values, value_maps, top_rows, config, unit_dir)
+    intervals = bootstrap_intervals(engine, question_values, value_maps, top_rows, config, unit_dir, progress)
     result = UnitResult(
         name=unit.name,
         players=list(unit.players),
@@ -232,6 +251,7 @@ def attribute_unit(
         n_evaluated_masks=store.n_added,
         n_questions=int(question_values.shape[1]),
         game=to_jsonable(game.describe()) if hasattr(game, "describe") else None,
+        provenance_key=provenance_key,
     )
     if unit_dir is not None:
         result.save(unit_dir)
@@ -257,35 +277,73 @@ def attribute_units(
         game_factory: ``(players, game_cache_dir | None) -> game``; called only for units that
             are not finished yet.
         config: the run configuration.
-        run_dir: the run directory (created; an existing one with the same plan resumes).
-        meta: extra provenance for ``run.json`` (model, task...).
+        run_dir: the run directory (created; an existing one of the same provenance resumes;
+            a non-empty folder that is not a headspex run, or a run of another provenance,
+            is refused with an :class:`AttributionError` saying what differs).
+        meta: extra provenance for ``run.json`` (model, task...): part of what a resumed run
+            must match, with the configuration, the unit plan and the headspex version.
         progress: tqdm bars.
         log: called with one line per finished unit (e.g. ``print``).
 
     Returns:
         The :class:`AttributionRun` with every unit, in plan order.
     """
+    config.validate()
+    check_budgets(units, config)
+    run_dir = Path(run_dir)
+    plan = [{"name": u.name, "players": u.players} for u in units]
+    provenance = {"config": asdict(config), "units": plan, **(meta or {}), "headspex_version": __version__}
+    folder_existed = run_dir.exists()
+    meta_all, created = open_run_directory(run_dir, provenance)
+    try:
+        results = _run_units(units, game_factory, config, run_dir, meta_all["provenance_key"], progress, log)
+    except HeadspexError:
+        # A bad option met only now (e.g. by the game) must not block the corrected rerun.
+        if created:
+            remove_failed_start(run_dir, remove_folder=not folder_existed)
+        raise
+    return AttributionRun(run_dir, meta_all, {u.name: results[u.name] for u in units})
+
+
+def check_budgets(units: Sequence[Unit], config: AttributionConfig) -> None:
+    """Refuse, before anything is evaluated, a budget below what ProxySPEX needs for a unit.
+
+    With ``method="exact"`` the check applies to ``compare_budget`` (when the unit has
+    enough masks for a comparison at all).
+    """
+    estimator = config.estimator()
+    for unit in units:
+        n = len(unit.players)
+        need = estimator.minimum_budget(n)
+        if config.method != Method.EXACT and config.budget < need:
+            raise AttributionError(
+                f"budget {config.budget} is below the {need} masks ProxySPEX needs for unit {unit.name} "
+                f"({n} players, max_order {config.max_order}); use a budget of at least {need}"
+            )
+        if config.method == Method.EXACT and 0 < config.compare_budget < need <= 2**n:
+            raise AttributionError(
+                f"compare_budget {config.compare_budget} is below the {need} masks ProxySPEX needs for unit "
+                f"{unit.name} ({n} players); use at least {need}, or 0 for no comparison"
+            )
+
+
+def _load_finished_unit(unit_dir: Path, key: str) -> UnitResult | None:
+    """The unit saved in ``unit_dir`` if it passes its checks; one that fails is moved aside (None)."""
+    if not (unit_dir / "unit.json").exists():
+        return None
+    try:
+        return UnitResult.load(unit_dir, key)
+    except CorruptFileError as error:
+        moved = move_aside(unit_dir / "unit.json")
+        warnings.warn(f"{error}; {unit_dir / 'unit.json'} moved to {moved.name}, the unit will be recomputed",
+                      CorruptFileWarning, stacklevel=3)
+        return None
+
+
+def _run_units(units: Sequence[Unit], game_factory: GameFactory, config: AttributionConfig, run_dir: Path,
+               key: str, progress: bool, log: Callable[[str], None] | None) -> dict[str, UnitResult]:
     from tqdm.auto import tqdm
 
-    config.validate()
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    plan = [{"name": u.name, "players": u.players} for u in units]
-    run_json = run_dir / "run.json"
-    if run_json.exists():
-        previous = json.loads(run_json.read_text())
-        # Compare through JSON so tuples (e.g. in estimator_options) match the lists read back.
-        wanted_config = json.loads(json.dumps(to_jsonable(asdict(config))))
-        if previous.get("units") != plan or previous.get("config") != wanted_config:
-            raise AttributionError(
-                f"{run_dir} holds a run with another configuration or unit plan; "
-                "use a new --out directory (or delete this one) instead of resuming it"
-            )
-        meta_all = previous
-    else:
-        meta_all = {"format": RUN_FORMAT, "config": asdict(config), "units": plan, **(meta or {}),
-                    "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-        write_json_atomic(run_json, meta_all)
     results: dict[str, UnitResult] = {}
     # Late layers first: the game skips every layer before the first ablated one, so they are
     # the cheapest, and a run stopped early already has results for them.
@@ -294,16 +352,18 @@ def attribute_units(
     for unit in bar:
         bar.set_postfix_str(unit.name)
         unit_dir = run_dir / "units" / unit.name
-        if (unit_dir / "unit.json").exists():
-            results[unit.name] = UnitResult.load(unit_dir)
+        finished = _load_finished_unit(unit_dir, key)
+        if finished is not None:
+            results[unit.name] = finished
             continue
         game = game_factory(Players(unit.players), run_dir / "game_cache" / unit.name)
-        results[unit.name] = attribute_unit(unit, game, config, unit_dir, run_dir / "cache" / unit.name, progress)
+        results[unit.name] = attribute_unit(unit, game, config, unit_dir, run_dir / "cache" / unit.name, progress,
+                                            provenance_key=key)
         if log is not None:
             result = results[unit.name]
             log(f"{unit.name}: faithfulness {result.faithfulness}, {result.seconds:.0f} s, "
                 f"{result.n_evaluated_masks} masks evaluated")
-    return AttributionRun(run_dir, meta_all, {u.name: results[u.name] for u in units})
+    return results
 
 
 def model_units(model: Any, config: AttributionConfig) -> list[Unit]:
@@ -336,11 +396,14 @@ def model_game_factory(model: Any, task: Any, config: AttributionConfig, use_gam
 
 
 def model_meta(model: Any, task: Any, config: AttributionConfig) -> dict[str, Any]:
-    """Provenance of a model run for ``run.json``: model, its shape, task description, split."""
+    """Provenance of a model run for ``run.json``: model (name, shape, weights fingerprint), task
+    (description and the question ids of each split), split."""
+    reference_split = "reference"
     return {
         "model": str(getattr(model, "headspex_source", type(model).__name__)),
         "model_shape": {"n_layers": int(model.cfg.n_layers), "n_heads": int(model.cfg.n_heads)},
-        "task": to_jsonable(task.describe()),
+        "weights_fingerprint": weights_fingerprint(model),
+        "task": task_provenance(task, sorted({config.split, reference_split})),
         "split": config.split,
     }
 

@@ -8,16 +8,19 @@ layerwise structure and a Markdown report, in one run directory (a few minutes o
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import time
 from dataclasses import asdict, replace
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..types import AblationMode, Method, Metric, Scope, Scoring, choices
 from ..distributed.options import add_arguments as add_run_arguments
 from ..distributed.remote_game import attribution_game_factory
-from ..types import AblationMode, Method, Metric, Scope, Scoring, choices
 from .common import CLIError
 
 #: The README default: chosen so the whole command stays well under 10 minutes on 2 CPU cores.
@@ -87,43 +90,85 @@ def _default_out(args: argparse.Namespace, config: dict[str, Any]) -> Path:
     return Path("runs") / f"{Path(args.model).stem}-{what}-{config['scope']}-{digest}"
 
 
-def cmd_attribute(args: argparse.Namespace) -> int:
-    """Run attribution (and, unless ``--no-report``, structure and the report)."""
-    from ..attribution import FAST_FIT, AttributionConfig, attribute, model_units
-    from ..distributed.options import RunOptions
+def check_before_loading(args: argparse.Namespace) -> None:
+    """Every check that needs no model, so a bad option costs no model load (CLIError/AttributionError)."""
+    from ..attribution.rundir import refuse_foreign_folder
 
-    started = time.perf_counter()
-    run_options = RunOptions.from_args(args)
-    model_spec = run_options.model_spec(args.model, seed=args.seed)
-    print(f"[headspex] loading model {args.model} ...", flush=True)
-    # With workers this copy only tokenizes and names the heads: it stays on the CPU.
-    model = (replace(model_spec, device="cpu") if run_options.distributed else model_spec).load()
-    n_layers = int(model.cfg.n_layers)
-    layers = parse_layers(args.layers, n_layers)
-    task = build_task(args, model.tokenizer)
-    options: dict[str, Any] = {}
-    if args.fast_fit:
-        options = dict(FAST_FIT)
-    config = AttributionConfig(
+    for name, minimum in (("questions", 1), ("shots", 0), ("seq_len", 2), ("group_size", 1), ("n_test", 0)):
+        if getattr(args, name) < minimum:
+            raise CLIError(f"--{name.replace('_', '-')} must be >= {minimum}; got {getattr(args, name)}")
+    if args.mode in (AblationMode.MEAN.value, AblationMode.RESAMPLE.value) and args.reference < 1:
+        raise CLIError(f"--mode {args.mode} needs reference questions: --reference must be >= 1; got {args.reference}")
+    parse_layers(args.layers, 10**6)  # the syntax only; the range needs the model
+    if args.out:
+        refuse_foreign_folder(Path(args.out))
+    if args.task == "mmlu":
+        from ..tasks.mmlu.sources import load_mmlu, resolve_source
+
+        if resolve_source(args.source) != "hub":  # local files: cheap to read twice; the hub is asked once
+            load_mmlu(args.subject, args.source)
+
+
+@contextmanager
+def quiet_model_loading(quiet: bool) -> Iterator[None]:
+    """With ``quiet``: no progress bars while a model loads (transformers' weight loading and its
+    GGUF dequantisation bar, which ignores transformers' own switch); restored afterwards."""
+    if not quiet:
+        yield
+        return
+    from transformers.utils import logging as transformers_logging
+
+    bars_were_enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    gguf_utils: Any = None
+    try:
+        import transformers.modeling_gguf_pytorch_utils as gguf_utils
+        original_tqdm = gguf_utils.tqdm
+        gguf_utils.tqdm = functools.partial(original_tqdm, disable=True)
+    except (ImportError, AttributeError):  # another transformers layout: only its own switch applies
+        gguf_utils = None
+    try:
+        yield
+    finally:
+        if gguf_utils is not None:
+            gguf_utils.tqdm = original_tqdm
+        if bars_were_enabled:
+            transformers_logging.enable_progress_bar()
+
+
+def _config(args: argparse.Namespace, layers: list[int] | None) -> Any:
+    from ..attribution import FAST_FIT, AttributionConfig
+
+    return AttributionConfig(
         scope=args.scope, layers=layers, group_size=args.group_size, method=args.method, budget=args.budget,
         n_test=args.n_test, max_order=args.max_order, compare_budget=args.compare_budget if args.method == "exact" else 0,
         n_bootstrap=args.bootstrap, seed=args.seed, mode=args.mode, metric=args.metric, n_questions=args.questions,
-        estimator_options=options,
-    )
-    # An AttributionError is a HeadspexError: main() prints it as one line.
-    config.validate()
+        estimator_options=dict(FAST_FIT) if args.fast_fit else {},
+    ).validate()  # an AttributionError is a HeadspexError: main() prints it as one line
+
+
+def cmd_attribute(args: argparse.Namespace) -> int:
+    """Run attribution (and, unless ``--no-report``, structure and the report)."""
+    from ..attribution import attribute, model_units
+    from ..attribution.rundir import FAITHFULNESS_THRESHOLD, fit_is_trusted
+    from ..distributed.options import RunOptions
+
+    started = time.perf_counter()
+    check_before_loading(args)
+    _config(args, None)
+    run_options = RunOptions.from_args(args)
+    model_spec = run_options.model_spec(args.model, seed=args.seed)
+    print(f"[headspex] loading model {args.model} ...", flush=True)
+    with quiet_model_loading(args.quiet):
+        # With workers this copy only tokenizes and names the heads: it stays on the CPU.
+        model = (replace(model_spec, device="cpu") if run_options.distributed else model_spec).load()
+    n_layers = int(model.cfg.n_layers)
+    layers = parse_layers(args.layers, n_layers)
+    task = build_task(args, model.tokenizer)
+    config = _config(args, layers)
     units = model_units(model, config)
     out = Path(args.out) if args.out else _default_out(args, asdict(config))
-    masks_per_unit = [2 ** len(u.players) if args.method == "exact" else args.budget + 2 * args.n_test for u in units]
-    print(f"[headspex] model={args.model} ({n_layers} layers x {model.cfg.n_heads} heads, loaded in "
-          f"{time.perf_counter() - started:.0f} s)\n"
-          f"[headspex] task={getattr(task, 'name', args.task)} split=attribution questions={args.questions} "
-          f"mode={args.mode} metric={args.metric}\n"
-          f"[headspex] scope={args.scope} layers={layers if layers is not None else 'all'} units={len(units)} "
-          f"method={args.method} masks/unit={masks_per_unit[0]}"
-          + (f" (+ProxySPEX on {args.compare_budget} of them)" if config.compare_budget else f" (budget {args.budget} "
-             f"+ {2 * args.n_test} held-out)")
-          + f" bootstrap={args.bootstrap}\n[headspex] run directory: {out}", flush=True)
+    print(_header(args, model, task, config, units, out, time.perf_counter() - started), flush=True)
     pool = _open_pool(run_options, model_spec)
     try:
         factory = None if pool is None else attribution_game_factory(
@@ -136,6 +181,8 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     for unit in run.units.values():
         faith = ", ".join(f"{k}={v:.3f}" for k, v in unit.faithfulness.items())
         line = f"  {unit.name}: {len(unit.players)} heads, R² {faith}"
+        if not fit_is_trusted(unit.faithfulness):
+            line += f" (below {FAITHFULNESS_THRESHOLD}: not to be trusted)"
         if unit.exact_comparison:
             c = unit.exact_comparison
             line += (f"; ProxySPEX@{c['budget']} vs exact R²={c['r2_all_masks']:.3f} "
@@ -145,6 +192,28 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         _structure_and_report(out, args.format)
     print(f"[headspex] done in {time.perf_counter() - started:.0f} s -> {out}", flush=True)
     return 0
+
+
+def _header(args: argparse.Namespace, model: Any, task: Any, config: Any, units: list[Any], out: Path,
+            load_seconds: float) -> str:
+    """The lines printed before a run; they describe only what will actually run."""
+    from ..attribution import will_compare
+
+    exact = args.method == "exact"
+    masks = 2 ** len(units[0].players) if exact else args.budget + 2 * args.n_test
+    if exact:
+        compared = [u for u in units if will_compare(u, config)]
+        detail = (f" (+ProxySPEX on {min(config.compare_budget, masks)} of them)" if compared
+                  else " (no ProxySPEX comparison)" if config.compare_budget else "")
+    else:
+        detail = f" (budget {args.budget} + {2 * args.n_test} held-out)"
+    return (f"[headspex] model={args.model} ({model.cfg.n_layers} layers x {model.cfg.n_heads} heads, loaded in "
+            f"{load_seconds:.0f} s)\n"
+            f"[headspex] task={getattr(task, 'name', args.task)} split=attribution questions={args.questions} "
+            f"mode={args.mode} metric={args.metric}\n"
+            f"[headspex] scope={args.scope} layers={config.layers if config.layers is not None else 'all'} "
+            f"units={len(units)} method={args.method} masks/unit={masks}{detail} bootstrap={args.bootstrap}\n"
+            f"[headspex] run directory: {out}")
 
 
 def _open_pool(run_options: Any, model_spec: Any) -> Any:
@@ -180,6 +249,11 @@ def _print_structure(structure: dict[str, Any]) -> None:
         print(f"  {row['layer']:5d}  {f('linear_share')}  {f('within_layer_share')}  {f('across_layer_share')}"
               f"  {f('r2_first_order'):>15}  {f('r2_full'):>8}")
     print(f"  claim (early linear, late interactions): {structure['claim'].get('verdict')}")
+    untrusted = structure.get("faithfulness", {}).get("untrusted_units", [])
+    if untrusted:
+        print(f"[headspex] WARNING: {len(untrusted)} unit fit(s) below held-out R² "
+              f"{structure['faithfulness']['threshold']} ({', '.join(untrusted[:5])}): their values, rankings and "
+              "structure are not to be trusted", flush=True)
 
 
 

@@ -60,6 +60,7 @@ from .errors import GameError
 from .settings import ACCELERATOR_MEMORY_BUDGET_MB, CPU_MEMORY_BUDGET_MB, _memory_budget, _model_dtype, _run_dtype
 from .fused_attention import fusable_layers, use_fused_attention
 from .prompts import concat, encodable, take_first, unit_inputs
+from .limits import check_context_length, check_question_counts
 from .scoring import (
     candidate_logits,
     continuation_logliks_from_hidden,
@@ -141,7 +142,10 @@ class AblationGame:
         self.memory_budget_mb = _memory_budget(memory_budget_mb, model)
         self.run_dtype = _run_dtype(dtype, model)
         self.n_row_evaluations = 0
+        check_question_counts(task, split, n_questions, reference_split, n_reference,
+                              self.mode in _REFERENCE_MODES or self.metric == "calibrated_accuracy")
         self._load_prompts(split, reference_split, n_questions, n_reference)
+        check_context_length(model, {split: self.scored, str(reference_split): self.reference_prompts})
         self._build_ablator()
         self.first_layer = self.players.first_layer if upstream_cache else 0
         computed_layers = range(self.first_layer, model.cfg.n_layers)
@@ -297,6 +301,8 @@ class AblationGame:
 
     def _logits_for(self, masks: np.ndarray) -> np.ndarray:
         masks = self._check_masks(masks)
+        if len(masks) == 0:  # no mask, no value: float[0, q_all, c]
+            return np.zeros((0, len(self._all_prompts), int(self.candidate_ids.shape[1])))
         todo = self._store.missing(masks)
         if len(todo):
             self._store.add(todo, self._evaluate(todo))

@@ -123,7 +123,25 @@ class PruneConfig:
                                f"got '{self.attribution_metric}'")
         if not self.ks or min(self.ks) < 1:
             raise PruningError(f"ks must be positive integers; got {self.ks}")
+        self._validate_sizes()
         return self
+
+    def _validate_sizes(self) -> None:
+        """Budget and split sizes that would otherwise fail deep in a fit or give all-NaN summaries."""
+        from ..engine import ProxySPEX
+
+        if self.max_order < 1:
+            raise PruningError(f"max_order must be >= 1; got {self.max_order}")
+        need = ProxySPEX(max_order=self.max_order).min_samples(1)
+        if not (self.engine_result or self.attribution_run) and self.budget < need:
+            raise PruningError(f"budget must be at least {need} ProxySPEX masks (and one more than the players); "
+                               f"got {self.budget}")
+        for name in ("n_attribution", "n_reference") + (("n_evaluation",) if self.n_evaluation is not None else ()):
+            if getattr(self, name) < 1:
+                raise PruningError(f"{name} must be >= 1 (held-out metrics of no question are undefined); "
+                                   f"got {getattr(self, name)}")
+        if self.n_test < 0:
+            raise PruningError(f"n_test must be >= 0; got {self.n_test}")
 
 
 # ----------------------------------------------------------------------------- attribution sources

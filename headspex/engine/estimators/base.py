@@ -73,8 +73,20 @@ class Estimator:
         """The budget ``fit`` uses when none is given (None: a budget is required)."""
         return None
 
-    def _check_budget(self, n_players: int, budget: int) -> None:
+    #: A fit must see more masks than players (one unknown per single-player term, plus the
+    #: constant): with fewer, the players' effects are not identified and a fit returns a
+    #: plausible but arbitrary answer (e.g. all-zero values). False only for estimators built
+    #: for fewer samples than unknowns (sparse regression with cross-validated penalty).
+    identifies_every_player: bool = True
+
+    def minimum_budget(self, n_players: int) -> int:
+        """Smallest fit budget accepted for ``n_players``: :meth:`min_samples`, and n + 1 when
+        :attr:`identifies_every_player`. Callers check it before evaluating anything."""
         need = self.min_samples(n_players)
+        return max(need, n_players + 1) if self.identifies_every_player else need
+
+    def _check_budget(self, n_players: int, budget: int) -> None:
+        need = self.minimum_budget(n_players)
         if budget < need:
             raise EngineError(
                 f"{type(self).__name__}(max_order={self.max_order}) needs at least {need} samples "

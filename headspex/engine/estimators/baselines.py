@@ -66,6 +66,8 @@ class LassoRegression(Estimator):
     """
 
     method = "lasso"
+    # Sparse recovery: LassoCV is meant to work with fewer samples than unknowns.
+    identifies_every_player = False
 
     def __init__(self, max_order: int = 2, seed: int | None = 0, cv: int = 3, n_alphas: int = 30,
                  max_design_floats: float = 3e7, near_full_fraction: float = 0.0,

@@ -141,10 +141,23 @@ def _split_from_name(path: Path) -> str:
 def _read_jsonl(path: Path) -> list[MMLUQuestion]:
     split = _split_from_name(path)
     questions = []
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if line.strip() and not _is_stray_header(row := json.loads(line)):
-                questions.append(_row_to_question(row, split, f"{path}:{line_number}"))
+    with path.open("rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            where = f"{path}:{line_number}"
+            try:
+                row = json.loads(raw.decode("utf-8")) if raw.strip() else None
+            except UnicodeDecodeError as error:
+                raise MMLUSourceError(f"{where}: not UTF-8 text ({error.reason} at byte {error.start}); "
+                                      "save the file as UTF-8") from None
+            except json.JSONDecodeError as error:
+                raise MMLUSourceError(f"{where}: not a JSON object ({error.msg} at column {error.colno}); "
+                                      "the file may be truncated or not JSON Lines") from None
+            if row is None:
+                continue
+            if not isinstance(row, dict):
+                raise MMLUSourceError(f"{where}: expected a JSON object per line, found {type(row).__name__}")
+            if not _is_stray_header(row):
+                questions.append(_row_to_question(row, split, where))
     return questions
 
 
@@ -193,13 +206,19 @@ def _read_cais_csv(path: Path) -> list[MMLUQuestion]:
 
 def _read_file(path: Path) -> list[MMLUQuestion]:
     suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".json", ".parquet", ".csv"):
+        raise MMLUSourceError(f"{path}: unsupported file type '{suffix}'; use .parquet, .jsonl, .json or .csv")
+    if path.stat().st_size == 0:
+        raise MMLUSourceError(f"{path} is empty: it holds no MMLU questions")
     if suffix in (".jsonl", ".json"):
         return _read_jsonl(path)
     if suffix == ".parquet":
         return _read_parquet(path)
-    if suffix == ".csv":
+    try:
         return _read_hendrycks_csv(path) if _is_hendrycks_csv(path) else _read_cais_csv(path)
-    raise MMLUSourceError(f"{path}: unsupported file type '{suffix}'; use .parquet, .jsonl, .json or .csv")
+    except UnicodeDecodeError as error:
+        raise MMLUSourceError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}); "
+                              "save the file as UTF-8") from None
 
 
 def _load_path(path: Path) -> list[MMLUQuestion]:

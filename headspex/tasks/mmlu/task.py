@@ -78,13 +78,20 @@ def explicit_groups(questions: Sequence[MMLUQuestion], split_indices: Mapping[st
 
 
 def _shots_and_pool(
-    dev: list[MMLUQuestion], pool: list[MMLUQuestion], n_shot_pool: int | None, subject: str
+    dev: list[MMLUQuestion], pool: list[MMLUQuestion], n_shot_pool: int | None, subject: str, n_dropped: int = 0
 ) -> tuple[list[MMLUQuestion], list[MMLUQuestion], str]:
     # (shots, scorable pool, where the shots come from)
     if dev:
         # Like lm-eval: the first dev questions, in source order, are the shots.
         return dev, pool, "dev"
     n_carve = N_SHOT_POOL_DEFAULT if n_shot_pool is None else n_shot_pool
+    if n_shot_pool is None and n_carve > len(pool):
+        duplicates = f" (after dropping {n_dropped} duplicate questions)" if n_dropped else ""
+        raise MMLUError(
+            f"MMLU {subject} has only {len(pool)} distinct test questions{duplicates} and no dev split; "
+            f"{n_carve} of them are set aside as few-shot examples whatever the number of shots, and the "
+            "reference and attribution questions come on top: use a source with more questions of this subject"
+        )
     if not 0 <= n_carve <= len(pool):
         raise MMLUError(f"n_shot_pool={n_carve} must lie in [0, {len(pool)}] for MMLU {subject}")
     shots = pool[len(pool) - n_carve:] if n_carve else []
@@ -112,7 +119,8 @@ def layout_groups(
     pool = [q for q in unique if q.split == "test"]
     if order == "seeded":
         random.Random(seed).shuffle(pool)
-    shots, pool, shot_source = _shots_and_pool([q for q in unique if q.split == "dev"], pool, n_shot_pool, subject)
+    shots, pool, shot_source = _shots_and_pool([q for q in unique if q.split == "dev"], pool, n_shot_pool, subject,
+                                               n_dropped)
     needed = n_reference + n_attribution + (n_evaluation or 0)
     if needed > len(pool) or (n_evaluation is None and needed >= len(pool)):
         raise MMLUError(
