@@ -30,8 +30,9 @@ from headspex.ablation import ablate, encode_prompts
 from headspex.components import Head, LayerPart, Neuron, Players, parse_component
 from headspex.game import AblationGame, GameError, blocks
 from headspex.tasks import MMLUTask
+from fixture_paths import MMLU_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "mmlu" / "cais_jsonl"
+FIXTURES = MMLU_FIXTURES / "cais_jsonl"
 MODES = ("zero", "zero_rescaled", "mean", "resample")
 # fp32, 3 layers: the paths differ only in summation order and padding (measured ≤ 2e-6).
 TOL = 1e-4

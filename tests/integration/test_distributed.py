@@ -25,8 +25,9 @@ from headspex.distributed import (  # noqa: E402
 )
 from headspex.game import AblationGame  # noqa: E402
 from headspex.tasks import InductionTask, MMLUTask  # noqa: E402
+from fixture_paths import MMLU_FIXTURES
 
-FIXTURES = str(Path(__file__).resolve().parents[1] / "fixtures" / "mmlu" / "cais_jsonl")
+FIXTURES = str(MMLU_FIXTURES / "cais_jsonl")
 SUBJECT = "high school us history"
 MODEL = ModelSpec.tiny("llama", n_layers=3)  # the conftest's tiny_llama
 MMLU = TaskSpec.mmlu(SUBJECT, source=FIXTURES, n_reference=3, n_attribution=4)

