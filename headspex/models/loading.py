@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from ..errors import HeadspexError
+from .files import check_gguf_file
 
 
 class ModelLoadError(HeadspexError):
@@ -69,11 +70,18 @@ def load_gguf(path: Path, dtype: torch.dtype, name: str) -> Any:
         import gguf  # noqa: F401  (transformers needs it to read GGUF files)
     except ImportError as err:
         raise ModelLoadError("Loading a GGUF file needs the 'gguf' package: pip install gguf") from err
+    check_gguf_file(path, deep=False)  # header and version: cheap
     folder, filename = str(path.parent), path.name
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
-    hf_model = AutoModelForCausalLM.from_pretrained(
-        folder, gguf_file=filename, dtype=dtype, attn_implementation="eager"
-    )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+        hf_model = AutoModelForCausalLM.from_pretrained(
+            folder, gguf_file=filename, dtype=dtype, attn_implementation="eager"
+        )
+    except Exception:
+        # A truncated or damaged file fails deep inside mmap / struct / reshape: the full check
+        # names the file and the problem instead; a file that passes it re-raises the original.
+        check_gguf_file(path, deep=True)
+        raise
     return wrap_model(hf_model, tokenizer, name)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from headspex.errors import HeadspexError
-from headspex.model_files import check_gguf_file
+from headspex.models.files import check_gguf_file
 from headspex.models import ModelLoadError
 
 
@@ -58,3 +58,13 @@ def test_cli_model_load_errors_are_one_line(tmp_path: Path, capsys: pytest.Captu
                  "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("headspex attribute: error: GGUF file not found")
+
+
+def test_load_model_refuses_a_damaged_gguf_file_naming_it(tmp_path: Path) -> None:
+    """load_model runs the check before transformers' reader ever sees the file."""
+    from headspex.models import ModelLoadError, load_model
+
+    damaged = tmp_path / "damaged.gguf"
+    damaged.write_bytes(b"GGUF" + bytes(100))  # a header claiming version 0, then nothing
+    with pytest.raises(ModelLoadError, match="damaged.gguf"):
+        load_model(str(damaged))

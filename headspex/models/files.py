@@ -17,8 +17,8 @@ GGUF_VERSIONS = (2, 3)
 
 
 def _error(message: str) -> Exception:
-    # Imported here: headspex.models pulls torch, and this module must stay importable cheaply.
-    from .models import ModelLoadError
+    # Imported here: the loaders pull torch, and this module must stay importable cheaply.
+    from .loading import ModelLoadError
 
     return ModelLoadError(message)
 
