@@ -202,12 +202,12 @@ class ReferenceActivations:
 
             with model.hooks(fwd_hooks=[(h, capture_as(h)) for h in hook_names]):
                 model(batch_ids, attention_mask=batch_mask)
-            for hook_name in hook_names:
-                acts = _canonical(captured, hook_name)
+            for point in hook_names:
+                acts = _canonical(captured, point)
                 weights = batch_mask.to(acts.dtype).view(*batch_mask.shape, *([1] * (acts.dim() - 2)))
-                sums[hook_name] = sums.get(hook_name, 0) + (acts * weights).sum(dim=(0, 1))
+                sums[point] = sums.get(point, 0) + (acts * weights).sum(dim=(0, 1))
                 if keep_samples:
-                    per_prompt[hook_name].append(acts.cpu())
+                    per_prompt[point].append(acts.cpu())
         means = {h: (sums[h] / n_tokens) for h in hook_names}
         samples: dict[str, torch.Tensor] = {}
         if keep_samples:

@@ -59,3 +59,15 @@ def move_aside(path: Path) -> Path:
         number += 1
     os.replace(path, target)
     return target
+
+
+def require_packaged_file(distribution: str, suffix: str, error: type[Exception], install_hint: str) -> Path:
+    """:func:`packaged_data_file`, or ``error`` with one line: ``install_hint`` when the
+    distribution is not installed, a reinstall hint when it ships no such file."""
+    try:
+        path = packaged_data_file(distribution, suffix)
+    except importlib.metadata.PackageNotFoundError as err:
+        raise error(install_hint) from err
+    if path is None:
+        raise error(f"'{distribution}' is installed but ships no {suffix} file; reinstall it")
+    return path

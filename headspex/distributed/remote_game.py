@@ -11,7 +11,6 @@ Values are computed from the logits here, exactly as the in-process game compute
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from ..engine.store import MaskStore
 from ..components import Players
 from .pool import DistributedError, Progress, WorkerPool, auto_chunk_masks
 from .spec import GameSpec, TaskSpec
+from ..game.inputs import checked_masks, claim_store_folder
 
 
 class DistributedGame:
@@ -169,40 +169,13 @@ class DistributedGame:
             self.n_row_evaluations += len(fresh) * self.rows_per_mask
 
     def _check_masks(self, masks: Any) -> np.ndarray:
-        array = np.asarray(masks)
-        if array.ndim == 1:
-            array = array[None, :]
-        if array.ndim != 2 or array.shape[1] != self.n_players:
-            raise DistributedError(
-                f"Wrong mask shape {array.shape}: expected [m, {self.n_players}] for players "
-                f"{', '.join(self.player_names[:4])}{', …' if self.n_players > 4 else ''}."
-            )
-        if array.dtype != np.bool_:
-            if array.size and not np.isin(array, (0, 1)).all():
-                raise DistributedError(f"Masks must be boolean (True = kept); got values of dtype {array.dtype}.")
-            array = array.astype(bool)
-        return array
+        return checked_masks(masks, self.player_names, DistributedError)
 
 
 def _claim_store(directory: Path, fingerprint: dict[str, Any]) -> None:
-    """Write the game's fingerprint into ``game.json``, or refuse a folder of another game.
-
-    The file is the one :class:`~headspex.game.AblationGame` writes in its ``cache_dir``, so
-    a store filled by a pool can be reopened by an in-process game and the other way round.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "game.json"
-    wanted = json.loads(json.dumps(fingerprint, default=str))
-    if path.exists():
-        stored = json.loads(path.read_text())
-        if stored != wanted:
-            differing = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
-            raise DistributedError(
-                f"The store in {directory} belongs to another game (differs in {differing}); "
-                "use another store folder or delete it."
-            )
-    else:
-        path.write_text(json.dumps(wanted, indent=1))
+    """The game's fingerprint in ``game.json`` (the in-process game's format, so either side can
+    reopen the store), or a :class:`DistributedError` for a folder of another game."""
+    claim_store_folder(directory, fingerprint, DistributedError)
 
 
 def distributed_game_factory(pool: WorkerPool, template: GameSpec, **options: Any) -> Callable[[Any, Path | None], DistributedGame]:

@@ -106,22 +106,14 @@ def inverse_removal_dense(coefficients: np.ndarray, n_players: int) -> np.ndarra
 
 def transform_dense(values: np.ndarray, n_players: int, basis: Basis) -> np.ndarray:
     """Dense coefficients of ``values`` (float[2^n], :func:`all_masks` order) in ``basis``."""
-    basis = _check_basis(basis)
-    if basis == "fourier":
-        return fourier_transform_dense(values, n_players)
-    if basis == "mobius":
-        return mobius_transform_dense(values, n_players)
-    return removal_transform_dense(values, n_players)
+    forward = {"fourier": fourier_transform_dense, "mobius": mobius_transform_dense, "removal": removal_transform_dense}
+    return forward[_check_basis(basis)](values, n_players)
 
 
 def inverse_transform_dense(coefficients: np.ndarray, n_players: int, basis: Basis) -> np.ndarray:
     """Values over all masks (float64[2^n]) from dense coefficients in ``basis``."""
-    basis = _check_basis(basis)
-    if basis == "fourier":
-        return inverse_fourier_dense(coefficients, n_players)
-    if basis == "mobius":
-        return inverse_mobius_dense(coefficients, n_players)
-    return inverse_removal_dense(coefficients, n_players)
+    inverse = {"fourier": inverse_fourier_dense, "mobius": inverse_mobius_dense, "removal": inverse_removal_dense}
+    return inverse[_check_basis(basis)](coefficients, n_players)
 
 
 def _check_length(values: np.ndarray, n_players: int) -> None:

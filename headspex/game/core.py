@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import json
 import warnings
 import zlib
 from collections.abc import Sequence
@@ -57,6 +56,7 @@ from .block_tail import (capture_attention_outputs, check_shortcut_values, plan_
                          run_blocks_cached, tail_first_sequence)
 from .blocks import QuestionChunk, question_chunks, run_blocks
 from .errors import GameError
+from .inputs import checked_masks, claim_store_folder
 from .settings import ACCELERATOR_MEMORY_BUDGET_MB, CPU_MEMORY_BUDGET_MB, _memory_budget, _model_dtype, _run_dtype
 from .fused_attention import fusable_layers, use_fused_attention
 from .prompts import concat, encodable, take_first, unit_inputs
@@ -309,20 +309,7 @@ class AblationGame:
         return self._store.stack(masks)
 
     def _check_masks(self, masks: Any) -> np.ndarray:
-        array = np.asarray(masks)
-        if array.ndim == 1:
-            array = array[None, :]
-        if array.ndim != 2 or array.shape[1] != self.n_players:
-            raise GameError(
-                f"Wrong mask shape {array.shape}: expected [m, {self.n_players}] for players "
-                f"{', '.join(self.player_names[:4])}{', …' if self.n_players > 4 else ''}."
-            )
-        if array.dtype != np.bool_:
-            if np.isin(array, (0, 1)).all():
-                array = array.astype(bool)
-            else:
-                raise GameError(f"Masks must be boolean (True = kept); got values of dtype {array.dtype}.")
-        return array
+        return checked_masks(masks, self.player_names, GameError)
 
     def _question_chunks(self) -> list[QuestionChunk]:
         if self._chunks is None:
@@ -471,19 +458,7 @@ class AblationGame:
     def _check_cache_owner(self) -> None:
         """Refuse a cache folder written by a game with other players, task or mode."""
         assert self.cache_dir is not None
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        meta_path = self.cache_dir / "game.json"
-        fingerprint = json.loads(json.dumps(self._fingerprint(), default=str))
-        if meta_path.exists():
-            stored = json.loads(meta_path.read_text())
-            if stored != fingerprint:
-                differing = sorted(k for k in set(stored) | set(fingerprint) if stored.get(k) != fingerprint.get(k))
-                raise GameError(
-                    f"The cache in {self.cache_dir} belongs to another game (differs in {differing}); "
-                    "use another cache_dir or delete it."
-                )
-        else:
-            meta_path.write_text(json.dumps(fingerprint, indent=1))
+        claim_store_folder(self.cache_dir, self._fingerprint(), GameError)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -505,3 +480,4 @@ def _checked_metric(metric: str) -> str:
 
 
 __all__ = ["ACCELERATOR_MEMORY_BUDGET_MB", "CPU_MEMORY_BUDGET_MB", "AblationGame"]
+

