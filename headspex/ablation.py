@@ -212,11 +212,11 @@ class ReferenceActivations:
         samples: dict[str, torch.Tensor] = {}
         if keep_samples:
             mask_cpu = attention.cpu().bool()
-            for hook_name in hook_names:
-                acts = torch.cat(per_prompt[hook_name])
-                fill = means[hook_name].cpu().expand_as(acts)
+            for point in hook_names:
+                acts = torch.cat(per_prompt[point])
+                fill = means[point].cpu().expand_as(acts)
                 keep = mask_cpu.view(*mask_cpu.shape, *([1] * (acts.dim() - 2)))
-                samples[hook_name] = torch.where(keep, acts, fill)
+                samples[point] = torch.where(keep, acts, fill)
         return cls(means=means, samples=samples, n_prompts=int(ids.shape[0]), n_tokens=n_tokens)
 
     def check_covers(self, sites: Iterable[Site], mode: str | AblationMode) -> None:
