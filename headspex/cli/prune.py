@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from dataclasses import replace
 from typing import Any
 
 from ..distributed.options import RunOptions
 from ..distributed.options import add_arguments as add_run_arguments
+from ..pruning.pipeline import refuse_foreign_prune_folder
 from ..pruning import ATTRIBUTION_METRICS, PRESETS, PRUNING_MODES, STRATEGIES, PruneConfig, prune
 from ..types import Scoring, choices
 from .common import int_list
@@ -74,6 +76,7 @@ def config_from_args(args: argparse.Namespace) -> PruneConfig:
 def handle(args: argparse.Namespace) -> int:
     """Run the ``prune`` subcommand; prints where the results are."""
     config = config_from_args(args)
+    refuse_foreign_prune_folder(Path(args.out))  # before the model loads
     run_options = RunOptions.from_args(args)
     model_spec = run_options.model_spec(config.model)
     if not run_options.distributed:

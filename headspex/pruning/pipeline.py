@@ -30,6 +30,7 @@ from .evaluate import check_questions_disjoint, evaluate_removals, game_metrics_
 from .spec import PRUNING_MODES, Pruning
 from .strategies import REGISTRY, STRATEGIES, RemovalStrategy, StrategyContext, build_strategies
 from .summary import summary_markdown
+from ..attribution.rundir import FAITHFULNESS_THRESHOLD, fit_is_trusted
 
 #: The attribution values the ``prune`` command offers (every game metric but calibrated
 #: accuracy; calibrated accuracy is measured on the held-out questions).
@@ -219,6 +220,7 @@ def prune(config: PruneConfig, out: str | Path, model: Any = None,
 
     config.validate()
     out = Path(out)
+    refuse_foreign_prune_folder(out)  # before the model loads, and before anything is written
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     if model is None:
@@ -292,6 +294,9 @@ def _prune_group(config: PruneConfig, model: Any, task: Any, layers: list[int], 
                            "why": VALUE_FUNCTION_NOTES.get(str(config.attribution_metric), "")},
         "evaluations_spent": evaluations_spent,
         "faithfulness": proxy_result.faithfulness, "n_interaction_terms": len(proxy_result.interactions),
+        # The surrogate strategies rank removal sets by this fit: below the threshold they are guesses.
+        "surrogate_trusted": fit_is_trusted(proxy_result.faithfulness),
+        "faithfulness_threshold": FAITHFULNESS_THRESHOLD,
         "strategies": {name: s.describe() for name, s in strategies.items()},
         "costs": costs, "torch_threads": torch.get_num_threads(),
         "verdicts": {m: verdicts(evaluation, m) for m in evaluation["metrics"]},
@@ -299,6 +304,25 @@ def _prune_group(config: PruneConfig, model: Any, task: Any, layers: list[int], 
     }
     _write_group(config, model, task, players, result, removals, group_out)
     return result
+
+
+#: What a ``prune`` output folder holds at its top level (one group) or in ``layers_*`` folders.
+_PRUNE_OUTPUTS = ("evaluation.json", "attribution.json", "engine_proxyspex", "prunings", "summary.md",
+                  "curves.png", "cost_curves.png")
+
+
+def refuse_foreign_prune_folder(out: Path) -> None:
+    """A :class:`PruningError` when ``out`` is a file, or a non-empty folder holding anything a
+    ``prune`` run does not write (a user's folder is never written into)."""
+    if out.exists() and not out.is_dir():
+        raise PruningError(f"{out} is a file, not a folder; choose another --out")
+    if not out.is_dir():
+        return
+    foreign = [entry.name for entry in out.iterdir()
+               if entry.name not in _PRUNE_OUTPUTS and not (entry.is_dir() and entry.name.startswith("layers_"))]
+    if foreign:
+        raise PruningError(f"{out} is not empty and is not a headspex prune output (it holds {sorted(foreign)[:3]}); "
+                           "choose a new or empty --out folder")
 
 
 def _attribution(config: PruneConfig, model: Any, attr_game: Any, players: Any, group_out: Path,

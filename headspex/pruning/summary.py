@@ -19,6 +19,7 @@ def summary_markdown(result: dict[str, Any]) -> str:
     metrics = list(result.get("metrics", EVAL_METRICS))
     lines.append("Unpruned: " + ", ".join(f"{m} {_fmt(unpruned[m])}" for m in metrics))
     lines.append("")
+    lines += surrogate_warning(result)
     if "value_function" in result:
         vf = result["value_function"]
         lines += [f"Attribution value function: **{vf['metric']}** ({vf['why']}).", ""]
@@ -60,3 +61,14 @@ def summary_markdown(result: dict[str, Any]) -> str:
                      f"{best['strategy']} k={best['k']} {_fmt(best[metric])} vs unpruned {_fmt(result['unpruned'][metric])}")
     lines.append("")
     return "\n".join(lines)
+
+
+def surrogate_warning(result: dict[str, Any]) -> list[str]:
+    """Summary lines warning that the attribution fit is below the faithfulness threshold
+    (``result["surrogate_trusted"]`` False), or none."""
+    if result.get("surrogate_trusted") is not False:
+        return []
+    r2 = result.get("faithfulness", {}).get("uniform")
+    return [f"**Warning: the attribution fit is not to be trusted** (held-out R² {r2} < "
+            f"{result.get('faithfulness_threshold')}): the surrogate strategies' choices are no better than "
+            "guesses here.", ""]

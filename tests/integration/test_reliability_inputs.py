@@ -200,3 +200,25 @@ def test_bootstrap_and_comparison_fits_report_progress(tmp_path: Path, capsys: p
     out = capsys.readouterr().out
     assert "ProxySPEX on 24 of the exact masks for the comparison" in out
     assert "bootstrap over questions: 10 refits" in out
+
+
+def test_prune_out_refuses_a_users_folder_and_leaves_it_alone(tmp_path: Path) -> None:
+    """`headspex prune --out` on a folder that is not a prune output: one line, exit 2, nothing written."""
+    from headspex.cli import main
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "report.md").write_text("my notes")
+    code = main(["prune", "--model", "tiny-llama", "--source", CAIS, "--subject", "high school us history",
+                 "--out", str(folder)])
+    assert code == 2
+    assert sorted(p.name for p in folder.iterdir()) == ["report.md"]
+    assert (folder / "report.md").read_text() == "my notes"
+
+
+def test_prune_flags_an_unfaithful_surrogate() -> None:
+    from headspex.pruning.summary import surrogate_warning
+
+    result = {"surrogate_trusted": False, "faithfulness": {"uniform": 0.12}, "faithfulness_threshold": 0.5}
+    assert "not to be trusted" in " ".join(surrogate_warning(result))
+    assert surrogate_warning({**result, "surrogate_trusted": True}) == []
