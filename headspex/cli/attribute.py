@@ -8,20 +8,17 @@ layerwise structure and a Markdown report, in one run directory (a few minutes o
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import json
 import time
 from dataclasses import asdict, replace
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..types import AblationMode, Method, Metric, Scope, Scoring, choices
 from ..distributed.options import add_arguments as add_run_arguments
 from ..distributed.remote_game import attribution_game_factory
-from .common import CLIError
+from .common import CLIError, quiet_model_loading
 
 #: The README default: chosen so the whole command stays well under 10 minutes on 2 CPU cores.
 DEFAULT_MODEL = "smollm2-135m"
@@ -107,33 +104,6 @@ def check_before_loading(args: argparse.Namespace) -> None:
 
         if resolve_source(args.source) != "hub":  # local files: cheap to read twice; the hub is asked once
             load_mmlu(args.subject, args.source)
-
-
-@contextmanager
-def quiet_model_loading(quiet: bool) -> Iterator[None]:
-    """With ``quiet``: no progress bars while a model loads (transformers' weight loading and its
-    GGUF dequantisation bar, which ignores transformers' own switch); restored afterwards."""
-    if not quiet:
-        yield
-        return
-    from transformers.utils import logging as transformers_logging
-
-    bars_were_enabled = transformers_logging.is_progress_bar_enabled()
-    transformers_logging.disable_progress_bar()
-    gguf_utils: Any = None
-    try:
-        import transformers.modeling_gguf_pytorch_utils as gguf_utils
-        original_tqdm = gguf_utils.tqdm
-        gguf_utils.tqdm = functools.partial(original_tqdm, disable=True)
-    except (ImportError, AttributeError):  # another transformers layout: only its own switch applies
-        gguf_utils = None
-    try:
-        yield
-    finally:
-        if gguf_utils is not None:
-            gguf_utils.tqdm = original_tqdm
-        if bars_were_enabled:
-            transformers_logging.enable_progress_bar()
 
 
 def _config(args: argparse.Namespace, layers: list[int] | None) -> Any:

@@ -12,7 +12,7 @@ from ..distributed.options import add_arguments as add_run_arguments
 from ..pruning.pipeline import refuse_foreign_prune_folder
 from ..pruning import ATTRIBUTION_METRICS, PRESETS, PRUNING_MODES, STRATEGIES, PruneConfig, prune
 from ..types import Scoring, choices
-from .common import int_list
+from .common import int_list, quiet_model_loading
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,7 +80,9 @@ def handle(args: argparse.Namespace) -> int:
     run_options = RunOptions.from_args(args)
     model_spec = run_options.model_spec(config.model)
     if not run_options.distributed:
-        results = prune(config, args.out, model=model_spec.load(), **run_options.game_options())
+        with quiet_model_loading(args.quiet):
+            model = model_spec.load()
+        results = prune(config, args.out, model=model, **run_options.game_options())
     else:
         from ..distributed import prune_game_builder
 
@@ -88,7 +90,9 @@ def handle(args: argparse.Namespace) -> int:
         with run_options.open_pool(model_spec) as pool:
             builder = prune_game_builder(pool, config, memory_budget_mb=run_options.memory_budget_mb,
                                          progress=config.progress)
-            results = prune(config, args.out, model=replace(model_spec, device="cpu").load(), game_builder=builder)
+            with quiet_model_loading(args.quiet):
+                model = replace(model_spec, device="cpu").load()
+            results = prune(config, args.out, model=model, game_builder=builder)
     for result in results:
         print(f"layers {result['layers']}: {result['n_questions']} held-out questions; "
               f"unpruned accuracy {result['unpruned']['accuracy']['mean']:.3f}")

@@ -182,7 +182,7 @@ def test_quiet_silences_the_gguf_loading_bar_and_restores_it() -> None:
     import transformers.modeling_gguf_pytorch_utils as gguf_utils
     from transformers.utils import logging as transformers_logging
 
-    from headspex.cli.attribute import quiet_model_loading
+    from headspex.cli.common import quiet_model_loading
 
     with quiet_model_loading(True):
         assert gguf_utils.tqdm(range(3)).disable and not transformers_logging.is_progress_bar_enabled()
