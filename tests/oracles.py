@@ -88,3 +88,21 @@ def plain_cloze_game_values(game: Any, items: list[Any], masks: np.ndarray) -> n
                     reference=game.reference_activations):
             out.append(plain_cloze_logliks(game.model, items, reduction="mean"))
     return np.stack(out)
+
+
+class PlantedGame:
+    """A planted per-question game for run-directory tests. Two questions: 0.5 keep(0) - 0.25 keep(1) keep(2) (+1 on the second); counts masks, may stop early."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.masks_seen = 0
+        self.calls = 0
+        self.fail_after = fail_after
+
+    def question_values(self, masks: np.ndarray) -> np.ndarray:
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise KeyboardInterrupt("simulated kill")
+        self.calls += 1
+        self.masks_seen += len(masks)
+        m = masks.astype(float)
+        value = 0.5 * m[:, 0] - 0.25 * m[:, 1] * m[:, 2]
+        return np.stack([value, value + 1.0], axis=1)

@@ -13,28 +13,11 @@ import pytest
 from headspex.attribution import FAST_FIT, AttributionConfig, AttributionRun, CorruptFileError, attribute_units, plan_units
 from headspex.cli import main
 from headspex.engine.store import CorruptFileWarning, MaskStore, batch_checksum
+from oracles import PlantedGame
 
 UNITS = plan_units({0: [f"L0H{h}" for h in range(6)]}, "layer")
 CONFIG = AttributionConfig(budget=40, n_test=10, n_bootstrap=20, estimator_options=FAST_FIT, batch_masks=8)
 CACHE = Path("cache") / "layer_00"
-
-
-class PlantedGame:
-    """Two questions: 0.5 keep(0) - 0.25 keep(1) keep(2) (+1 on the second); counts masks, may stop early."""
-
-    def __init__(self, fail_after: int | None = None) -> None:
-        self.masks_seen = 0
-        self.calls = 0
-        self.fail_after = fail_after
-
-    def question_values(self, masks: np.ndarray) -> np.ndarray:
-        if self.fail_after is not None and self.calls >= self.fail_after:
-            raise KeyboardInterrupt("simulated kill")
-        self.calls += 1
-        self.masks_seen += len(masks)
-        m = masks.astype(float)
-        value = 0.5 * m[:, 0] - 0.25 * m[:, 1] * m[:, 2]
-        return np.stack([value, value + 1.0], axis=1)
 
 
 def _run(run_dir: Path, game: PlantedGame) -> AttributionRun:

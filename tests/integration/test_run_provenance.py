@@ -15,26 +15,9 @@ from headspex.cli import main
 from headspex.engine import LassoRegression, ProxySPEX
 from headspex.errors import EngineError
 from fixture_paths import MMLU_FIXTURES
+from oracles import PlantedGame as CountingGame
 
 CAIS = str(MMLU_FIXTURES / "cais_jsonl")
-
-
-class CountingGame:
-    """0.5 keep(0) - 0.25 keep(1) keep(2) per question (2 questions); counts masks, may fail after some calls."""
-
-    def __init__(self, fail_after: int | None = None) -> None:
-        self.masks_seen = 0
-        self.calls = 0
-        self.fail_after = fail_after
-
-    def question_values(self, masks: np.ndarray) -> np.ndarray:
-        if self.fail_after is not None and self.calls >= self.fail_after:
-            raise KeyboardInterrupt("simulated kill")
-        self.calls += 1
-        self.masks_seen += len(masks)
-        m = masks.astype(float)
-        value = 0.5 * m[:, 0] - 0.25 * m[:, 1] * m[:, 2]
-        return np.stack([value, value + 1.0], axis=1)
 
 
 UNITS = plan_units({0: ["L0H0", "L0H1", "L0H2", "L0H3", "L0H4", "L0H5"]}, "layer")
