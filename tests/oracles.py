@@ -91,7 +91,9 @@ def plain_cloze_game_values(game: Any, items: list[Any], masks: np.ndarray) -> n
 
 
 class PlantedGame:
-    """A planted per-question game for run-directory tests. Two questions: 0.5 keep(0) - 0.25 keep(1) keep(2) (+1 on the second); counts masks, may stop early."""
+    """A planted per-question game for run-directory tests. Two questions: 0.5 keep(0) -
+    0.25 keep(1) keep(2) (+1 on the second). Counts calls and masks; with ``fail_after`` it
+    raises KeyboardInterrupt on that call (a simulated kill). Subclasses plant other values."""
 
     def __init__(self, fail_after: int | None = None) -> None:
         self.masks_seen = 0
@@ -103,6 +105,10 @@ class PlantedGame:
             raise KeyboardInterrupt("simulated kill")
         self.calls += 1
         self.masks_seen += len(masks)
+        return self.planted(masks)
+
+    def planted(self, masks: np.ndarray) -> np.ndarray:
+        """``float[m, q]`` per-question values of ``bool[m, n]`` masks."""
         m = masks.astype(float)
         value = 0.5 * m[:, 0] - 0.25 * m[:, 1] * m[:, 2]
         return np.stack([value, value + 1.0], axis=1)

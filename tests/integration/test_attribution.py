@@ -26,6 +26,7 @@ from headspex.attribution import (
 )
 from headspex.engine import Exhaustive, Interactions, ProxySPEX
 from headspex.tasks.base import PromptSet
+from oracles import PlantedGame
 
 # ----------------------------------------------------------------------------- synthetic games
 
@@ -38,24 +39,18 @@ def and_function(masks: np.ndarray) -> np.ndarray:
     return 0.8 * m[:, 0] + 1.0 * m[:, 1] * m[:, 4] - 0.3 * m[:, 3]
 
 
-class SyntheticGame:
+class SyntheticGame(PlantedGame):
     """Per-question values: the AND function for every question, plus question-specific noise
     on player 0's effect that averages to zero, so bootstrap over questions has something to
     resample (the mean over questions is exactly the AND function)."""
 
     def __init__(self, n_players: int, n_questions: int = 8, fail_after: int | None = None) -> None:
+        super().__init__(fail_after)
         self.n_players = n_players
         self.noise = np.random.default_rng(1).normal(0.0, 0.3, n_questions)
         self.noise -= self.noise.mean()
-        self.calls = 0
-        self.masks_seen = 0
-        self.fail_after = fail_after
 
-    def question_values(self, masks: np.ndarray) -> np.ndarray:
-        if self.fail_after is not None and self.calls >= self.fail_after:
-            raise KeyboardInterrupt("simulated kill")
-        self.calls += 1
-        self.masks_seen += len(masks)
+    def planted(self, masks: np.ndarray) -> np.ndarray:
         padded = np.zeros((len(masks), max(6, self.n_players)), bool)
         padded[:, : masks.shape[1]] = masks
         base = and_function(padded)
