@@ -81,18 +81,26 @@ def measure(setup: dict[str, Any], n_masks: int, rounds: int, layer: int) -> dic
     games = {"in-process": local}
     for name, pool in setup["pools"].items():
         games[name] = DistributedGame(pool, spec, progress=False)
-    rng = np.random.default_rng(layer)
+    # Distinct masks throughout (drawn without replacement from all 2^9): a mask evaluated in
+    # the warm-up or an earlier round would come from a game's store and flatter its timing.
+    every_mask = (np.arange(2**9)[:, None] >> np.arange(9)[None, :]) & 1 == 1
+    pool_of_masks = iter(np.random.default_rng(layer).permutation(every_mask))
+
+    def fresh(count: int) -> np.ndarray:
+        return np.stack([next(pool_of_masks) for _ in range(count)])
+
     for name, game in games.items():  # build the game in every worker (and here), outside the timing
         workers = 1 if name == "in-process" else game.pool.n_workers
         game.chunk_masks = 1
-        game(rng.random((workers, 9)) < 0.5)
+        game(fresh(workers))
         game.chunk_masks = None
     seconds: dict[str, list[float]] = {name: [] for name in games}
     busy: dict[str, list[float]] = {name: [] for name in games if name != "in-process"}
     equal = True
+    largest_difference = 0.0
     order = list(games)
     for index in range(rounds):
-        masks = rng.random((n_masks, 9)) < 0.5
+        masks = fresh(n_masks)
         values = {}
         for name in order[index % 3:] + order[: index % 3]:
             pool = getattr(games[name], "pool", None)
@@ -102,9 +110,11 @@ def measure(setup: dict[str, Any], n_masks: int, rounds: int, layer: int) -> dic
             if pool is not None:  # worker-seconds spent inside the game, per worker
                 busy[name].append((pool.busy_seconds() - before) / pool.n_workers)
         equal &= all(np.array_equal(values["in-process"], v) for v in values.values())
+        largest_difference = max([largest_difference] + [float(np.abs(values["in-process"] - v).max())
+                                                         for v in values.values()])
     rows = n_masks * local.n_questions
     result = {"layer": layer, "n_masks": n_masks, "n_questions": local.n_questions, "rounds": rounds,
-              "values_equal_in_process": bool(equal), "seconds": seconds, "worker_busy_seconds": busy}
+              "values_equal_in_process": bool(equal), "max_abs_difference": largest_difference, "seconds": seconds, "worker_busy_seconds": busy}
     base = sum(seconds["in-process"])
     for name, times in seconds.items():
         result[f"{name} rows/s"] = rounds * rows / sum(times)
@@ -180,10 +190,13 @@ def main() -> None:
         return
     # Sized for a 2-core machine shared with other sessions (15 minutes at most, pool start included).
     n_questions = 4
-    plan = [(20, 4 if args.quick else 6, 2 if args.quick else 3), (29, 8 if args.quick else 16, 2 if args.quick else 3)]
+    # L29 rows are ~0.2 ms each in-process (the last block at one position): enough masks that a call
+    # is work, not only the ~40 ms round trip of a Ray call (at most 2^9 - 3 distinct masks in all).
+    plan = [(20, 4 if args.quick else 6, 2 if args.quick else 3), (29, 40 if args.quick else 160, 2 if args.quick else 3)]
     started = time.perf_counter()
     setup = build(args.cores, plan[0][0], n_questions)
-    results: dict[str, Any] = {"machine": {"cpu_cores": os.cpu_count(), "shared": True}, "cores": args.cores,
+    results: dict[str, Any] = {"machine": {"cpu_cores": os.cpu_count(), "load_average_at_start": os.getloadavg()[0]},
+                               "cores": args.cores,
                                "subject": SUBJECT, "pool_start_s": setup["pool_start_s"], "measurements": []}
     for layer, n_masks, rounds in plan:
         if layer != plan[0][0]:
@@ -195,6 +208,7 @@ def main() -> None:
         results["measurements"].append(measure(setup, n_masks, rounds, layer))
         print(json.dumps(results["measurements"][-1]), flush=True)
     results["total_seconds"] = time.perf_counter() - started
+    results["machine"]["load_average_at_end"] = os.getloadavg()[0]
     for pool in setup["pools"].values():
         pool.close()
     save(add_models(results))
@@ -222,22 +236,30 @@ def save(results: dict[str, Any]) -> None:
     print(render(results))
 
 
+def _load_sentence(machine: dict[str, Any]) -> str:
+    if "shared" in machine:  # runs before load averages were recorded
+        return "**shared with other processes while it ran** (other sessions' tests)"
+    start, end = machine["load_average_at_start"], machine["load_average_at_end"]
+    quiet = max(start, end) < 2.5
+    return (f"{'quiet' if quiet else '**shared with other processes**'} while it ran (1-minute load average "
+            f"{start:.1f} at the start, {end:.1f} at the end)")
+
+
 def render(results: dict[str, Any]) -> str:
     cores = results["cores"]
     names = ["in-process", f"1x{cores}", f"{cores}x1"]
     lines = [
         "# Distributed evaluation benchmark (SmolLM2-135M fp32, MMLU 0-shot, 9 heads of layer L, mean ablation)",
         "",
-        f"Machine: {results['machine']['cpu_cores']} CPU cores, **shared with other processes while it ran** "
-        "(other sessions' tests), so absolute rates move between rounds; the rounds are interleaved and "
-        "rotated so the load hits every configuration alike. "
+        f"Machine: {results['machine']['cpu_cores']} CPU cores, {_load_sentence(results['machine'])}; the rounds "
+        "are interleaved and rotated so any drift hits every configuration alike. "
         f"Pools started in {results['pool_start_s']:.0f} s (model loaded in every worker). "
         f"Whole benchmark: {results['total_seconds'] / 60:.1f} min.",
         "",
         "| L | masks x questions x rounds | " + " | ".join(f"{n} rows/s" for n in names)
         + f" | time / in-process: 1x{cores} [per round] | {cores}x1 [per round] | pool overhead 1x{cores} | "
-        f"pool overhead {cores}x1 | values equal |",
-        "|---|---|" + "---|" * (len(names) + 5),
+        f"pool overhead {cores}x1 | values equal | max abs difference |",
+        "|---|---|" + "---|" * (len(names) + 6),
     ]
 
     def ratio(m: dict[str, Any], name: str) -> str:
@@ -249,13 +271,13 @@ def render(results: dict[str, Any]) -> str:
             f"| {m['layer']} | {m['n_masks']} x {m['n_questions']} x {m['rounds']} | "
             + " | ".join(f"{m[f'{n} rows/s']:.2f}" for n in names)
             + f" | {ratio(m, f'1x{cores}')} | {ratio(m, f'{cores}x1')} | {m[f'1x{cores} pool overhead'] * 100:.1f} % | "
-            f"{m[f'{cores}x1 pool overhead'] * 100:.1f} % | {m['values_equal_in_process']} |"
+            f"{m[f'{cores}x1 pool overhead'] * 100:.1f} % | {m['values_equal_in_process']} | "
+            f"{m.get('max_abs_difference', float('nan')):.1e} |"
         )
     lines += [
         "",
         "*time / in-process*: wall time of the same masks against the in-process game at equal cores (the "
-        "target is at most 1.10); on this shared host the per-round ratios show how much of it is the host's "
-        "load. *Pool overhead*: the share of the call's wall time its workers were not inside the game "
+        "target is at most 1.10); the per-round ratios show how much of it is the host's drift. *Pool overhead*: the share of the call's wall time its workers were not inside the game "
         "(transfers, scheduling, merging into the store, idle tail), from the workers' own clocks in the "
         "same seconds, so the host's load cancels out.",
         "",
@@ -264,7 +286,7 @@ def render(results: dict[str, Any]) -> str:
     lines += [
         "## Scaling model", "",
         f"Per-row cost on one core (layer {results['measurements'][0]['layer']}, best of the three, this "
-        "shared host): "
+        "host): "
         f"{results['model']['per_row_s_one_core'] * 1000:.0f} ms; distributed overhead used: "
         f"{results['model']['overhead'] * 100:.1f} % (the largest pool overhead measured). Other model sizes scale the per-row cost by parameters "
         "(FLOP-proportional assumption); H100 rows use the seed's rate for Llama-3.1-8B; 120 questions per mask; "
