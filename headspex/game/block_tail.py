@@ -58,6 +58,7 @@ class ShortcutPlan:
     cached_attention: bool
     scored_positions_only: bool
     reasons: dict[str, str]
+    shared_prefix: bool = False  # decided once the game's sequences are encoded
 
     def describe(self) -> dict[str, Any]:
         """JSON-able: each shortcut, whether it applies, and why (not)."""
@@ -65,7 +66,7 @@ class ShortcutPlan:
             "cached_attention": {"applies": self.cached_attention, "why": self.reasons["cached_attention"]},
             "scored_positions_only": {"applies": self.scored_positions_only,
                                       "why": self.reasons["scored_positions_only"]},
-            "shared_prefix": {"applies": False, "why": self.reasons["shared_prefix"]},
+            "shared_prefix": {"applies": self.shared_prefix, "why": self.reasons["shared_prefix"]},
         }
 
 
@@ -78,7 +79,7 @@ def plan_shortcuts(model: Any, first_layer: int, site_kinds: set[str], enabled: 
         site_kinds: the kinds of the ablator's sites (``"z"``, ``"post"``, ``"attn_out"``, ``"mlp_out"``).
         enabled: the game's ``shortcuts`` option.
     """
-    reasons = {"shared_prefix": "not implemented yet: every sequence runs its own prefix"}
+    reasons = {"shared_prefix": "decided when the game first encodes its sequences"}
     if not enabled:
         reasons["cached_attention"] = reasons["scored_positions_only"] = "switched off (shortcuts=False)"
         return ShortcutPlan(False, False, reasons)

@@ -17,6 +17,9 @@ Where the time goes, and what the game does about it:
   Block L's norm, q/k/v and attention precede every ablation site, so its per-head outputs
   are cached per question; when L is the last block it runs only where scores are read
   (:mod:`headspex.game.block_tail`; ``shortcuts``, checked against the general path once).
+* **Shared prefixes once per mask.** The shots of a k-shot prompt, or a cloze question's
+  context, run once per mask; each sequence's rest attends to their keys and values
+  (:mod:`headspex.game.shared_prefix`, checked against the general path once).
 * **Fused attention.** The bridge rebuilds attention eagerly so pattern hooks can fire; the
   game hooks none of them, so blocks it runs use PyTorch's SDPA kernel through the wrapped
   HF attention (:mod:`headspex.game.fused_attention`), checked against the bridge's path
@@ -36,8 +39,8 @@ Where the time goes, and what the game does about it:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
-import warnings
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,17 +53,18 @@ from tqdm.auto import tqdm
 from ..ablation import Ablator, ReferenceActivations, encode_prompts, parse_ablation_mode
 from ..engine.store import MaskStore, mask_key
 from ..components import ComponentLike, Players
-from ..tasks.base import METRICS, PromptSet, calibration_bias, check_disjoint, question_values
+from ..tasks.base import PromptSet, calibration_bias, check_disjoint, question_values
 from ..types import AblationMode
-from .block_tail import (capture_attention_outputs, check_shortcut_values, plan_shortcuts,
-                         run_blocks_cached, tail_first_sequence)
+from .block_tail import capture_attention_outputs, plan_shortcuts, run_blocks_cached
 from .blocks import QuestionChunk, question_chunks, run_blocks
 from .errors import GameError
-from .inputs import checked_masks, claim_store_folder
+from .inputs import checked_masks, checked_metric, claim_store_folder, game_players
 from .settings import ACCELERATOR_MEMORY_BUDGET_MB, CPU_MEMORY_BUDGET_MB, _memory_budget, _model_dtype, _run_dtype
 from .fused_attention import fusable_layers, use_fused_attention
 from .prompts import concat, encodable, take_first, unit_inputs
 from .limits import check_context_length, check_question_counts
+from . import prefix_path
+from .shared_prefix import PrefixGroup
 from .scoring import (
     candidate_logits,
     continuation_logliks_from_hidden,
@@ -68,7 +72,7 @@ from .scoring import (
     right_aligned_targets,
     unembedding,
 )
-from .self_check import verify_game
+from .self_check import check_fused_attention, check_shortcuts, verify_game
 
 _REFERENCE_MODES = (AblationMode.MEAN, AblationMode.RESAMPLE)
 
@@ -101,10 +105,11 @@ class AblationGame:
             model's attention allows it (:mod:`headspex.game.fused_attention`). On first use the
             game compares the fused and the bridge's path on one unablated question and
             falls back to the bridge's path, with a warning, if their values differ.
-        shortcuts: cache block L's attention output per question and, when L is the last
-            block, run it at the scored positions only (:mod:`headspex.game.block_tail`);
+        shortcuts: run shared prefixes once per mask, cache block L's attention output per
+            question and, when L is the last block, run it at the scored positions only
+            (:mod:`headspex.game.block_tail`, :mod:`headspex.game.shared_prefix`);
             ``describe()["shortcuts"]`` says which apply and why not. On first use the game
-            compares them with the general path on one sequence and raises if they differ.
+            compares them with the general path and raises if they differ.
         progress: show a tqdm bar per call.
         seed: seeds resample sources (a function of mask and question, so batching-invariant).
     """
@@ -132,9 +137,9 @@ class AblationGame:
     ) -> None:
         self.model = model
         self.task = task
-        self.players = _game_players(players, model)
+        self.players = game_players(players, model)
         self.mode = parse_ablation_mode(mode)
-        self.metric = _checked_metric(metric or getattr(task, "default_metric", "logprob"))
+        self.metric = checked_metric(metric or getattr(task, "default_metric", "logprob"))
         self.split = split
         self.upstream_cache = upstream_cache
         self.progress = progress
@@ -159,6 +164,8 @@ class AblationGame:
         self._shortcut_checked = not self.shortcut_plan.cached_attention
         self._unembed_weight, self._unembed_bias = unembedding(self.run_model)
         self._chunks: list[QuestionChunk] | None = None
+        self._shortcuts_enabled = shortcuts
+        self._prefix_groups: list[PrefixGroup] | None = None  # the shared-prefix path's groups, when it applies
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         if self.cache_dir is not None:
             self._check_cache_owner()
@@ -235,7 +242,7 @@ class AblationGame:
 
     def question_values(self, masks: np.ndarray, metric: str | None = None) -> np.ndarray:
         """Per-question metric per mask: ``bool[m, n] -> float64[m, q]``."""
-        metric = _checked_metric(metric or self.metric)
+        metric = checked_metric(metric or self.metric)
         logits = torch.from_numpy(self._logits_for(masks))  # [m, q_all, c]
         scored = logits[:, : self.n_questions]
         bias = None
@@ -282,6 +289,13 @@ class AblationGame:
         bytes_per_row = floats * 4
         return max(1, int(self.memory_budget_mb * 2**20 // bytes_per_row))
 
+    def preferred_masks_per_call(self) -> int:
+        """The most masks one micro-batch of this game takes: calls with fewer waste batch rows."""
+        chunks = self._question_chunks()
+        if self._prefix_groups is not None:
+            return max(prefix_path.masks_per_batch(self, group) for group in self._prefix_groups)
+        return max(self.masks_per_batch(chunk) for chunk in chunks)
+
     def masks_per_batch(self, chunk: QuestionChunk) -> int:
         """Masks per micro-batch for ``chunk`` (each mask runs all of the chunk's sequences)."""
         positions = self._kept_positions(chunk) or chunk.positions
@@ -312,16 +326,24 @@ class AblationGame:
         return checked_masks(masks, self.player_names, GameError)
 
     def _question_chunks(self) -> list[QuestionChunk]:
+        """The general path's chunks (only the shared-prefix path's check sequences when it applies)."""
         if self._chunks is None:
             sequences = unit_inputs(self._all_prompts, self._unit_question, self._unit_targets)
             ids, attention = encode_prompts(self.model, sequences)
-            self._chunks = question_chunks(self.model, ids, attention, self.first_layer,
+            plans, tokens, why = prefix_path.plan_for_game(self, ids, attention, self._shortcuts_enabled)
+            units = torch.tensor(prefix_path.check_units(plans, tokens)) if plans else torch.arange(len(ids))
+            self._chunks = question_chunks(self.model, ids[units], attention[units], self.first_layer,
                                            _model_dtype(self.run_model), self.rows_per_batch)
-        if not self._fused_checked:
-            self._check_fused_attention(self._chunks[0])
-        if not self._verified:
-            verify_game(self, self._chunks[0])  # raises GameError rather than return wrong values
-            self._verified = True
+            for chunk in self._chunks:
+                chunk.unit_index = units[chunk.unit_index]
+            self._verify_general_path()
+            if plans:
+                self._build_prefix_path(plans, tokens, ids, attention, why)
+            else:
+                self._set_shared_prefix(False, why)
+        self._verify_general_path()
+        if self._prefix_groups is not None:
+            return self._chunks
         if self.shortcut_plan.cached_attention and self._attention_z is None:
             with use_fused_attention(self.run_model, self.fused_layers):
                 self._attention_z = [
@@ -329,6 +351,34 @@ class AblationGame:
                     for chunk in self._chunks
                 ]
         return self._chunks
+
+    def _verify_general_path(self) -> None:
+        """The fused-attention check and the self-check, once, on the first chunk."""
+        assert self._chunks is not None
+        if not self._fused_checked:
+            check_fused_attention(self, self._chunks[0])
+        if not self._verified:
+            verify_game(self, self._chunks[0])  # raises GameError rather than return wrong values
+            self._verified = True
+
+    def _build_prefix_path(self, plans: list[Any], tokens: list[list[int]], ids: torch.Tensor,
+                           attention: torch.Tensor, why: str) -> None:
+        """Capture the shared-prefix groups and check them, or fall back to every general chunk."""
+        assert self._chunks is not None
+        obstacle = prefix_path.static_obstacle(self, self._shortcuts_enabled)  # the fused check may have changed it
+        built = obstacle or prefix_path.build_for_game(self, plans, tokens, self._chunks[0])
+        if isinstance(built, str):
+            self._set_shared_prefix(False, built)
+            self._chunks = question_chunks(self.model, ids, attention, self.first_layer,
+                                           _model_dtype(self.run_model), self.rows_per_batch)
+            return
+        self._prefix_groups = built
+        self._shortcut_checked = True  # the prefix check ran block L's cached attention too
+        self._set_shared_prefix(True, why)
+
+    def _set_shared_prefix(self, applies: bool, why: str) -> None:
+        reasons = {**self.shortcut_plan.reasons, "shared_prefix": why}
+        self.shortcut_plan = dataclasses.replace(self.shortcut_plan, shared_prefix=applies, reasons=reasons)
 
     @torch.inference_mode()
     def _evaluate(self, masks: np.ndarray) -> np.ndarray:
@@ -340,9 +390,15 @@ class AblationGame:
         total_rows = len(masks) * n_units
         bar = tqdm(total=total_rows, desc="ablations", unit="row", disable=not self.progress, leave=False)
         hooks = self.run_model.hooks(fwd_hooks=self.ablator.fwd_hooks())
+        if self._prefix_groups is not None:
+            with hooks, use_fused_attention(self.run_model, self.fused_layers):
+                results = prefix_path.evaluate_groups(self, self._prefix_groups, masks, bar)
+            self.n_row_evaluations += total_rows
+            bar.close()
+            return results.reshape(len(masks), n_all, -1)
         with hooks, use_fused_attention(self.run_model, self.fused_layers):
             if not self._shortcut_checked:
-                self._check_shortcuts(chunks[0], masks[:1])
+                check_shortcuts(self, chunks[0], masks[:1])
             for index, chunk in enumerate(chunks):
                 masks_per_batch = self.masks_per_batch(chunk)
                 z = self._attention_z[index] if self._attention_z is not None else None
@@ -368,7 +424,12 @@ class AblationGame:
             hidden = run_blocks(self.run_model, chunk, n_masks, self.first_layer)
         else:
             hidden = run_blocks_cached(self.run_model, chunk, z, n_masks, self.first_layer, self._kept_positions(chunk))
-        rows_unit = chunk.unit_index.repeat(n_masks)
+        return self._score_rows(hidden, chunk.unit_index.repeat(n_masks))
+
+    def _score_rows(self, hidden: torch.Tensor, rows_unit: torch.Tensor) -> torch.Tensor:
+        """Scores of rows from their final hidden states ``[rows, pos, d]`` (left-aligned to the
+        end: the scored positions are the last ones) and their sequences ``long[rows]``:
+        candidate logits ``[rows, c]``, or cloze scores ``[rows, 1]``."""
         if self.cloze:
             return self._cloze_scores(hidden, rows_unit)
         # Letter tasks: one unit per question, so the unit indexes the candidate rows.
@@ -390,46 +451,6 @@ class AblationGame:
             reduction="mean", rows_per_slice=per_slice, soft_cap=self._soft_cap,
         )
         return scores[:, None]
-
-    @torch.inference_mode()
-    def _check_fused_attention(self, chunk: QuestionChunk) -> None:
-        """Compare fused and bridge attention on one question, unablated; keep the bridge's if they differ."""
-        self._fused_checked = True
-        chunk = chunk.first_sequence()
-        keep_all = np.ones((1, self.n_players), dtype=bool)
-        bridge = self._run_rows(chunk, keep_all).float()
-        try:
-            with use_fused_attention(self.run_model, self.fused_layers):
-                fused = self._run_rows(chunk, keep_all).float()
-        except (RuntimeError, ValueError, TypeError, NotImplementedError) as err:
-            # A kernel that cannot express this model's attention refuses loudly; keep the bridge's.
-            warnings.warn(f"Fused attention cannot run this model ({type(err).__name__}: "
-                          f"{str(err).splitlines()[0][:200]}); the game uses the bridge's attention.", stacklevel=3)
-            self.fused_layers = []
-            return
-        # The kernels sum in another order. Measured on SmolLM2 (logits ~18): fp32 agrees to 1e-5;
-        # bf16 to 0.25, i.e. 2 bf16 steps at that size, hence a tolerance relative to the logits.
-        # Miswiring (a missed hook, a wrong mask) moves logits by whole units.
-        scale = float(bridge.abs().max())
-        tolerance = 1e-2 if self.run_dtype is None else max(0.5, 0.05 * scale)
-        difference = float((fused - bridge).abs().max())
-        if not difference <= tolerance:
-            warnings.warn(
-                f"Fused attention changes candidate logits by {difference:.3g} (> {tolerance}) on this "
-                "model; the game uses the bridge's attention instead (slower).",
-                stacklevel=3,
-            )
-            self.fused_layers = []
-
-    def _check_shortcuts(self, chunk: QuestionChunk, masks: np.ndarray) -> None:
-        """Shortcut path against the general path on one sequence, under ``masks[0]`` and its
-        complement; a :class:`GameError` if they differ (a wrong value is never returned)."""
-        assert self._attention_z is not None
-        self._shortcut_checked = True
-        masks = np.concatenate([masks[:1], ~masks[:1]])
-        one = chunk.first_sequence()
-        fast = self._run_rows(one, masks, tail_first_sequence(self._attention_z[0], chunk)).float()
-        check_shortcut_values(fast, self._run_rows(one, masks).float(), low_precision=self.run_dtype is not None)
 
     def _resample_sources(self, masks: np.ndarray, chunk: QuestionChunk) -> np.ndarray:
         # A function of (seed, mask, question) only, so values do not depend on batching.
@@ -459,24 +480,6 @@ class AblationGame:
         """Refuse a cache folder written by a game with other players, task or mode."""
         assert self.cache_dir is not None
         claim_store_folder(self.cache_dir, self._fingerprint(), GameError)
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def _game_players(players: Players | Sequence[ComponentLike], model: Any) -> Players:
-    """``players`` as a validated, non-empty :class:`Players` of ``model``."""
-    players = players if isinstance(players, Players) else Players(players, model)
-    players.validate(model)
-    if len(players) == 0:
-        raise GameError("A game needs at least one player.")
-    return players
-
-
-def _checked_metric(metric: str) -> str:
-    if metric not in METRICS:
-        raise GameError(f"Unknown metric '{metric}'; choose one of {METRICS}.")
-    return metric
 
 
 __all__ = ["ACCELERATOR_MEMORY_BUDGET_MB", "CPU_MEMORY_BUDGET_MB", "AblationGame"]

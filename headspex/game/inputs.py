@@ -1,4 +1,4 @@
-"""Checks of what a game is handed: masks, and the folder of an on-disk mask store.
+"""Checks of what a game is handed: players, metric, masks, and the folder of an on-disk mask store.
 
 Shared by the in-process game and the distributed one, each raising its own error class.
 """
@@ -6,10 +6,15 @@ Shared by the in-process game and the distributed one, each raising its own erro
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..components import ComponentLike, Players
+from ..tasks.base import METRICS
+from .errors import GameError
 
 
 def checked_masks(masks: Any, player_names: list[str], error: type[Exception]) -> np.ndarray:
@@ -45,3 +50,19 @@ def claim_store_folder(directory: Path, fingerprint: dict[str, Any], error: type
                         "use another folder or delete it.")
     else:
         path.write_text(json.dumps(wanted, indent=1))
+
+
+def game_players(players: Players | Sequence[ComponentLike], model: Any) -> Players:
+    """``players`` as a validated, non-empty :class:`Players` of ``model``."""
+    players = players if isinstance(players, Players) else Players(players, model)
+    players.validate(model)
+    if len(players) == 0:
+        raise GameError("A game needs at least one player.")
+    return players
+
+
+def checked_metric(metric: str) -> str:
+    """``metric`` if it is one of :data:`headspex.tasks.METRICS`, else a :class:`GameError`."""
+    if metric not in METRICS:
+        raise GameError(f"Unknown metric '{metric}'; choose one of {METRICS}.")
+    return metric

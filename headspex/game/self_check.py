@@ -17,12 +17,14 @@ positions that are read).
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ..ablation import ablate, encode_prompts
+from .block_tail import check_shortcut_values, tail_first_sequence
 from .blocks import QuestionChunk
 from .errors import GameError
 from .fused_attention import use_fused_attention
@@ -130,4 +132,47 @@ def _last_positions(span: int) -> Any:
     return pre_hook
 
 
-__all__ = ["check_masks", "verify_game"]
+@torch.inference_mode()
+def check_fused_attention(game: "AblationGame", chunk: QuestionChunk) -> None:
+    """Compare fused and bridge attention on one question, unablated; keep the bridge's (with a
+    warning) if they differ: ``game.fused_layers`` becomes empty."""
+    game._fused_checked = True
+    chunk = chunk.first_sequence()
+    keep_all = np.ones((1, game.n_players), dtype=bool)
+    bridge = game._run_rows(chunk, keep_all).float()
+    try:
+        with use_fused_attention(game.run_model, game.fused_layers):
+            fused = game._run_rows(chunk, keep_all).float()
+    except (RuntimeError, ValueError, TypeError, NotImplementedError) as err:
+        # A kernel that cannot express this model's attention refuses loudly; keep the bridge's.
+        warnings.warn(f"Fused attention cannot run this model ({type(err).__name__}: "
+                      f"{str(err).splitlines()[0][:200]}); the game uses the bridge's attention.", stacklevel=3)
+        game.fused_layers = []
+        return
+    # The kernels sum in another order. Measured on SmolLM2 (logits ~18): fp32 agrees to 1e-5;
+    # bf16 to 0.25, i.e. 2 bf16 steps at that size, hence a tolerance relative to the logits.
+    # Miswiring (a missed hook, a wrong mask) moves logits by whole units.
+    scale = float(bridge.abs().max())
+    tolerance = 1e-2 if game.run_dtype is None else max(0.5, 0.05 * scale)
+    difference = float((fused - bridge).abs().max())
+    if not difference <= tolerance:
+        warnings.warn(
+            f"Fused attention changes candidate logits by {difference:.3g} (> {tolerance}) on this "
+            "model; the game uses the bridge's attention instead (slower).",
+            stacklevel=3,
+        )
+        game.fused_layers = []
+
+
+def check_shortcuts(game: "AblationGame", chunk: QuestionChunk, masks: np.ndarray) -> None:
+    """Shortcut path against the general path on one sequence, under ``masks[0]`` and its
+    complement; a :class:`GameError` if they differ (a wrong value is never returned)."""
+    assert game._attention_z is not None
+    game._shortcut_checked = True
+    masks = np.concatenate([masks[:1], ~masks[:1]])
+    one = chunk.first_sequence()
+    fast = game._run_rows(one, masks, tail_first_sequence(game._attention_z[0], chunk)).float()
+    check_shortcut_values(fast, game._run_rows(one, masks).float(), low_precision=game.run_dtype is not None)
+
+
+__all__ = ["check_fused_attention", "check_masks", "check_shortcuts", "verify_game"]

@@ -87,7 +87,9 @@ def test_shortcuts_off_is_the_general_path(tiny_llama: Any) -> None:
     assert off._attention_z is None and on._attention_z is not None
 
 
-def test_a_wrong_shortcut_is_refused_not_returned(tiny_llama: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("n_questions", [1, 4])  # 1: no shared prefix pays; 4: the prefix path runs z too
+def test_a_wrong_shortcut_is_refused_not_returned(tiny_llama: Any, monkeypatch: pytest.MonkeyPatch,
+                                                  n_questions: int) -> None:
     """A corrupted cache (here: z scaled) must make the first evaluation raise."""
     real = block_tail.capture_attention_outputs
 
@@ -95,9 +97,12 @@ def test_a_wrong_shortcut_is_refused_not_returned(tiny_llama: Any, monkeypatch: 
         return real(*args, **kwargs) * 1.5
 
     monkeypatch.setattr("headspex.game.core.capture_attention_outputs", corrupted)
-    game = AblationGame(tiny_llama, letter_task(tiny_llama, 0), heads(tiny_llama, [1]), progress=False)
+    monkeypatch.setattr("headspex.game.prefix_path.capture_attention_outputs", corrupted)
+    game = AblationGame(tiny_llama, letter_task(tiny_llama, 0), heads(tiny_llama, [1]), progress=False,
+                        n_questions=n_questions)
     with pytest.raises(GameError, match="shortcuts change values"):
         game(np.ones((1, game.n_players), dtype=bool))
+    assert game.n_row_evaluations == 0
 
 
 def test_unknown_sites_fall_back_and_say_why(tiny_llama: Any) -> None:
