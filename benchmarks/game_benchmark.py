@@ -335,6 +335,8 @@ def main() -> None:
     parser.add_argument("--layer", type=int, default=20)
     parser.add_argument("--rows", type=int, default=8)
     parser.add_argument("--shots", type=int, default=0)
+    parser.add_argument("--rerun-shortcut", metavar="L:SHOTS:SCORING:Q:MASKS",
+                        help="with --shortcuts: rerun one configuration with more masks, keep the other rows")
     parser.add_argument("--shortcuts", action="store_true",
                         help="only the shortcut comparison (benchmarks/shortcut_runs.py), merged into game.json/.md")
     args = parser.parse_args()
@@ -342,7 +344,7 @@ def main() -> None:
         memory_probe(args.memory_probe, args.layer, args.rows, args.shots)
         return
     if args.shortcuts:
-        shortcut_benchmark()
+        shortcut_benchmark(args.rerun_shortcut)
         return
     torch.set_num_threads(2)
     n_questions, n_masks, n_naive = (4, 4, 4) if args.quick else (8, 16, 8)
@@ -366,8 +368,12 @@ def main() -> None:
     print(render(results))
 
 
-def shortcut_benchmark() -> None:
-    """The shortcut game vs today's game and the naive loop; merged into game.json / game.md."""
+def shortcut_benchmark(rerun: str | None = None) -> None:
+    """The shortcut game vs today's game and the naive loop; merged into game.json / game.md.
+
+    ``rerun="L:shots:scoring:questions:masks"`` reruns that one configuration with that many
+    masks and replaces its row, keeping the other rows and the memory table.
+    """
     import shortcut_runs
 
     torch.set_num_threads(2)
@@ -375,6 +381,16 @@ def shortcut_benchmark() -> None:
     model = load_model("smollm2-135m")
     runs: list[dict[str, Any]] = []
     memory_runs: list[dict[str, Any]] = []
+    if rerun is not None:
+        layer, shots, scoring, questions, n_masks = rerun.split(":")
+        key = (int(layer), int(shots), scoring, int(questions))
+        config = next(c for c in shortcut_runs.CONFIGS if c[:4] == key)
+        previous = json.loads((RESULTS / "game.json").read_text())["shortcuts"]
+        fresh = shortcut_runs.compare(model, *key, int(n_masks), *config[5:])
+        runs = [fresh if (r["layer"], r["n_shots"], r["scoring"], r["questions_per_mask"]) == key else r
+                for r in previous["runs"]]
+        memory_runs = previous["memory"]
+        began -= previous["minutes"] * 60  # the table's run time covers both runs
 
     def write() -> None:  # after every run: a run cut short still leaves what it measured
         minutes = (time.perf_counter() - began) / 60
@@ -385,11 +401,13 @@ def shortcut_benchmark() -> None:
         text = render(results) if "speed" in results else ""
         (RESULTS / "game.md").write_text(text + shortcut_runs.render(runs, memory_runs, minutes))
 
-    for config in shortcut_runs.CONFIGS:
+    for config in shortcut_runs.CONFIGS if rerun is None else []:
         runs.append(shortcut_runs.compare(model, *config))
         print(json.dumps(runs[-1]), flush=True)
         write()
-    if os.environ.get("HEADSPEX_BENCH_MEMORY", "1") == "1":
+    if rerun is not None:
+        write()
+    elif os.environ.get("HEADSPEX_BENCH_MEMORY", "1") == "1":
         memory_runs.extend(memory(layer, 8, shots) for layer, shots in ((20, 0), (29, 0), (20, 5)))
         write()
     print(shortcut_runs.render(runs, memory_runs, (time.perf_counter() - began) / 60))

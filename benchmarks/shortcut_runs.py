@@ -185,7 +185,7 @@ def _load(results: list[dict[str, Any]]) -> str:
 
 def render(results: list[dict[str, Any]], memory: list[dict[str, Any]], minutes: float) -> str:
     lines = [
-        "", "## Shortcuts (cached block-L attention; last block at scored positions) vs today's game",
+        "", "## Shortcuts (shared prefixes once per mask; cached block-L attention; last block at scored positions) vs today's game",
         "",
         f"One run, {minutes:.1f} min, on the 2-core machine ({_load(results)}); each group of masks runs both games, "
         "alternating which goes first, after a square-matmul probe. Rows = (mask, sequence) pairs; cloze has 4 "
