@@ -21,6 +21,7 @@ import torch
 from ..types import AblationMode
 from .block_tail import capture_attention_outputs, check_shortcut_values, run_blocks_cached
 from .blocks import QuestionChunk
+from .errors import GameError
 from .fused_attention import use_fused_attention
 from .self_check import check_masks
 from .settings import _model_dtype
@@ -77,6 +78,10 @@ def build_for_game(game: "AblationGame", plans: list[PrefixGroupPlan], tokens: l
     """Capture every group (the general path's ``check_chunk`` holds :func:`check_units`) and
     check the path against the general one; a reason string when the inputs cannot be cut."""
     model, layer = game.run_model, game.first_layer
+    covered = np.sort(np.concatenate([plan.units for plan in plans]))
+    if not np.array_equal(covered, np.arange(len(game._unit_question))):
+        raise GameError("The shared-prefix groups do not cover every sequence exactly once; build the game "
+                        "with shortcuts=False and report this.")
 
     def suffix_rows(prefix: int, suffix: int) -> int:
         return max(1, game.rows_per_batch(_suffix_positions(game, prefix, suffix)))

@@ -138,7 +138,10 @@ def plan_prefix_groups(
     if share > MAX_POSITION_SHARE:
         return None, (f"the longest prefix the sequences share is {longest} tokens: running it once per mask would "
                       f"run {share:.0%} of the positions (the path pays below {MAX_POSITION_SHARE:.0%})")
-    groups = [g for g in groups if g.prefix_length > 0]
+    unshared = [g for g in groups if g.prefix_length == 0]
+    if unshared:  # every sequence must belong to a group that runs it: no group, no value
+        return None, (f"{len(unshared)} of the {len(groups)} groups ({name}) share no prefix before their scored "
+                      "positions")
     return groups, (f"{name} share a prefix (up to {longest} tokens) that runs once per mask: {positions} positions "
                     f"per mask instead of {today} ({share:.0%})")
 

@@ -205,6 +205,11 @@ def test_planner_groups_cloze_questions_and_refuses_small_savings() -> None:
     assert [g.units.tolist() for g in groups] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
     # The last context token predicts the first answer token: it is scored, so it stays in the suffix.
     assert all(g.prefix_length == 24 == _brute_force_prefix([tokens[u] for u in g.units], [3] * 4) for g in groups)
+    # A question whose choices share nothing before their scored positions: no group may be left
+    # out (its sequences would get no value), so the path is refused for the whole game.
+    lone = tokens[:8] + [[90, 91], [90, 92], [93, 94], [95, 96]]
+    groups, why = plan_prefix_groups(lone, [2] * 12, np.array(questions))
+    assert groups is None and "share no prefix" in why
     # Sequences that share only a 2-token header do not pay for a second block pass.
     plain = [[1, 2] + rng.integers(5, 50, size=30).tolist() for _ in range(4)]
     groups, why = plan_prefix_groups(plain, [1] * 4, np.arange(4))
