@@ -130,6 +130,8 @@ def test_smollm2_shortcuts_equal_naive_loop(smollm2: Any, layer: int, n_shots: i
     assert game.describe()["shortcuts"]["scored_positions_only"]["applies"] == (layer == 29)
     masks = np.random.default_rng(5).random((2, 9)) < 0.5
     got = game.candidate_logits(masks)
+    # 5-shot at L28: the shots run once per mask (the shared-prefix path), checked here against the naive loop.
+    assert game.describe()["shortcuts"]["shared_prefix"]["applies"] == (n_shots == 5)
     if scoring == "cloze":
         expected = plain_cloze_game_values(game, task.cloze_items("attribution"), masks)
     else:
