@@ -49,6 +49,14 @@ def tiny_gpt2() -> Any:
     return tiny_model("gpt2", seed=0, n_layers=3)
 
 
+@pytest.fixture(scope="session")
+def long_context() -> dict[str, Any]:
+    """Both tiny architectures with room for 5-shot prompts (~500 tokens; the defaults hold 256)."""
+    from headspex.models import tiny_model
+
+    return {name: tiny_model(name, seed=0, n_layers=3, n_ctx=1024) for name in ("llama", "gpt2")}
+
+
 @pytest.fixture(scope="session", params=["llama", "gpt2"])
 def tiny(request: Any, tiny_llama: Any, tiny_gpt2: Any) -> Any:
     """Both tiny architectures (GQA Llama and GPT-2 with biases)."""

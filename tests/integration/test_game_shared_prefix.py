@@ -32,14 +32,6 @@ PLAYER_SETS = {
 MODES = ("zero", "zero_rescaled", "mean", "resample")
 
 
-@pytest.fixture(scope="module")
-def long_context() -> dict[str, Any]:
-    """The tiny architectures with room for 5-shot prompts (~500 tokens)."""
-    from headspex.models import tiny_model
-
-    return {name: tiny_model(name, seed=0, n_layers=3, n_ctx=1024) for name in ("llama", "gpt2")}
-
-
 def task(model: Any, n_shots: int, scoring: str = "letter", n_attribution: int = 4) -> MMLUTask:
     return MMLUTask(model.tokenizer, "high school us history", source=str(FIXTURES), n_reference=3,
                     n_attribution=n_attribution, n_shots=n_shots, scoring=scoring)

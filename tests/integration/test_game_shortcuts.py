@@ -34,14 +34,6 @@ def letter_task(model: Any, n_shots: int) -> MMLUTask:
                     n_attribution=4, n_shots=n_shots)
 
 
-@pytest.fixture(scope="module")
-def long_context() -> dict[str, Any]:
-    """The tiny architectures with room for 5-shot prompts (~500 tokens; the defaults hold 256)."""
-    from headspex.models import tiny_model
-
-    return {name: tiny_model(name, seed=0, n_layers=3, n_ctx=1024) for name in ("llama", "gpt2")}
-
-
 LETTER_CASES = [(s, m, 0) for s in PLAYER_SETS for m in ("zero", "zero_rescaled", "mean", "resample")] + [
     (s, m, 5) for s in ("heads@L1", "heads@last", "layers@last") for m in ("zero", "resample")
 ]
