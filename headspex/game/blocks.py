@@ -226,7 +226,7 @@ def question_chunks(
         Chunks in order of decreasing length; each keeps only its own width (the left padding
         all its sequences share is dropped).
     """
-    lengths = attention.sum(dim=1)
+    lengths = attention.sum(dim=1).cpu()  # chunk.unit_index lives on the CPU (it indexes numpy arrays)
     order = torch.argsort(lengths, descending=True, stable=True)
     chunks: list[QuestionChunk] = []
     start = 0
