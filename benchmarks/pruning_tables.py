@@ -48,6 +48,40 @@ def verdict_table(result: dict[str, Any], ours: str, metric: str) -> list[str]:
     return lines
 
 
+def _evaluations(result: dict[str, Any]) -> dict[tuple[str, int], int]:
+    return {(r["strategy"], int(r["k"])): int(r.get("evaluations", 0)) for r in result["rows"]}
+
+
+def equal_cost_table(result: dict[str, Any], ours: str, metric: str) -> list[str]:
+    """``ours`` vs every other strategy on ``metric``, each paired verdict split by who paid more.
+
+    A win or loss needs the paired 95 % interval to exclude 0. "win, cheaper or equal" means
+    ``ours`` spent at most the other's evaluations at that k; "win, paid more" that it spent more
+    (so at equal cost it might not win); likewise "loss, paid more or equal" is a plain loss and
+    "loss, cheaper" a loss that a smaller budget might excuse.
+    """
+    spent = _evaluations(result)
+    cells: dict[str, dict[str, list[str]]] = {}
+    for p in result["paired_all"]:
+        if p["b"] == "unpruned" or ours not in (p["a"], p["b"]):
+            continue
+        other, sign = (p["b"], 1.0) if p["a"] == ours else (p["a"], -1.0)
+        k = int(p["k"])
+        lo, hi = sorted((sign * p[metric]["lo"], sign * p[metric]["hi"]))
+        mine, theirs = spent.get((ours, k), 0), spent.get((other, k), 0)
+        cheaper = mine <= theirs
+        kind = ("win_cheaper" if cheaper else "win_dearer") if lo > 0 else \
+               ("loss_cheaper" if mine < theirs else "loss_dearer") if hi < 0 else "tie"
+        cells.setdefault(other, {key: [] for key in ("win_cheaper", "win_dearer", "tie", "loss_dearer", "loss_cheaper")})
+        cells[other][kind].append(f"{k} ({mine} vs {theirs})")
+    lines = [f"| {ours} vs | win, cheaper or equal: k (evals ours vs theirs) | win, paid more | ties | "
+             "loss, paid more or equal | loss, cheaper |", "|---|---|---|---|---|---|"]
+    for other, c in sorted(cells.items()):
+        lines.append(f"| {other} | {', '.join(c['win_cheaper']) or '–'} | {', '.join(c['win_dearer']) or '–'} | "
+                     f"{len(c['tie'])} | {', '.join(c['loss_dearer']) or '–'} | {', '.join(c['loss_cheaper']) or '–'} |")
+    return lines
+
+
 def main(path: str) -> None:
     result = json.loads(Path(path).read_text())
     u = result["unpruned"]
@@ -59,6 +93,8 @@ def main(path: str) -> None:
         for metric in ("logprob", "accuracy"):
             print(f"**{ours}, {metric}**\n")
             print("\n".join(verdict_table(result, ours, metric)) + "\n")
+            print(f"**{ours}, {metric}, by cost** (evaluations of the attribution game at that k)\n")
+            print("\n".join(equal_cost_table(result, ours, metric)) + "\n")
 
 
 if __name__ == "__main__":

@@ -51,7 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unit", default=None, help="unit of --attribution-run (default: the one whose players match --layers)")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--n-bootstrap", type=int, default=None)
-    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--out", required=True, help="output directory (run again on the same folder to resume: "
+                        "its mask stores serve every mask already evaluated)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_run_arguments(parser)
 

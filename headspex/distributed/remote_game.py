@@ -202,7 +202,7 @@ def attribution_game_factory(pool: WorkerPool, task: TaskSpec, config: Any, *, m
 
 def prune_game_builder(pool: WorkerPool, config: Any, *, memory_budget_mb: float | None = None,
                        progress: bool = False) -> Callable[[Any, str, str], DistributedGame]:
-    """``(players, split, metric) -> DistributedGame`` for :func:`headspex.pruning.prune`, with its
+    """``(players, split, metric, store_dir) -> DistributedGame`` for :func:`headspex.pruning.prune`, with its
     task (:func:`headspex.pruning.pipeline.task_options`), mode and seed from ``config``."""
     from ..pruning.pipeline import task_options
 
@@ -211,8 +211,8 @@ def prune_game_builder(pool: WorkerPool, config: Any, *, memory_budget_mb: float
     template = GameSpec(pool.model, task, ("L0H0",), mode=str(config.mode), seed=config.seed,
                         memory_budget_mb=memory_budget_mb)
 
-    def build(players: Any, split: str, metric: str) -> DistributedGame:
+    def build(players: Any, split: str, metric: str, store_dir: Path | None = None) -> DistributedGame:
         spec = replace(template.with_players(players), split=split, metric=str(metric))
-        return DistributedGame(pool, spec, progress=progress)
+        return DistributedGame(pool, spec, store_dir=store_dir, progress=progress)
 
     return build

@@ -8,6 +8,11 @@ Output directory (one per layer group; sub-folders ``layers_<a>-<b>`` when there
     out/curves.png              held-out metrics vs number of pruned heads, one curve per strategy
     out/summary.md              the tables in Markdown
     out/prunings/*.json         re-appliable Pruning specs of the interaction-informed strategy
+    out/mask_stores/<split>_<metric>/   every evaluated mask of the attribution and held-out games
+
+Resume: run ``prune`` again on the same folder with the same config. The mask stores serve every
+mask already evaluated (attribution masks, Best-of-N candidates, greedy and verify-and-refine
+steps, held-out sets), so no forward pass is redone; a store of another game is refused.
 """
 
 from __future__ import annotations
@@ -201,15 +206,16 @@ def task_options(config: PruneConfig) -> dict[str, Any]:
 
 
 def prune(config: PruneConfig, out: str | Path, model: Any = None,
-          game_builder: Callable[[Any, str, str], Any] | None = None, **game_options: Any) -> list[dict[str, Any]]:
+          game_builder: Callable[..., Any] | None = None, **game_options: Any) -> list[dict[str, Any]]:
     """Attribution → strategies → held-out evaluation, for each layer group; writes ``out``.
 
     Args:
         config: the experiment (validated here).
         out: output directory (created; see the module docstring for its files).
         model: a loaded TransformerBridge (default: ``load_model(config.model)``).
-        game_builder: ``(players, split, metric) -> game`` to use instead of in-process
-            AblationGames, e.g. :func:`headspex.distributed.prune_game_builder` (Ray workers).
+        game_builder: ``(players, split, metric, store_dir) -> game`` to use instead of in-process
+            AblationGames, e.g. :func:`headspex.distributed.prune_game_builder` (Ray workers);
+            ``store_dir`` is the game's mask store folder (resume), or ``None``.
         game_options: further keyword arguments of the in-process games (``memory_budget_mb``…).
 
     Returns:
@@ -237,19 +243,20 @@ def prune(config: PruneConfig, out: str | Path, model: Any = None,
     return results
 
 
-def _in_process_builder(config: PruneConfig, model: Any, task: Any, **game_options: Any) -> Callable[[Any, str, str], Any]:
-    """``(players, split, metric) -> AblationGame`` in this process."""
+def _in_process_builder(config: PruneConfig, model: Any, task: Any, **game_options: Any) -> Callable[..., Any]:
+    """``(players, split, metric, store_dir) -> AblationGame`` in this process."""
     from ..game import AblationGame
 
-    def build(players: Any, split: str, metric: str) -> Any:
+    def build(players: Any, split: str, metric: str, store_dir: Path | None = None) -> Any:
+        options = {"cache_dir": store_dir, **game_options}  # a caller's own cache_dir wins
         return AblationGame(model, task, players, mode=config.mode, split=split, metric=metric,
-                            progress=config.progress, seed=config.seed, **game_options)
+                            progress=config.progress, seed=config.seed, **options)
 
     return build
 
 
 def _prune_group(config: PruneConfig, model: Any, task: Any, layers: list[int], group_out: Path,
-                 started: float, game_builder: Callable[[Any, str, str], Any]) -> dict[str, Any]:
+                 started: float, game_builder: Callable[..., Any]) -> dict[str, Any]:
     """The whole experiment on the heads of ``layers``; writes ``group_out`` and returns its result."""
     import torch
 
@@ -259,9 +266,10 @@ def _prune_group(config: PruneConfig, model: Any, task: Any, layers: list[int], 
     n = len(players)
     ks = [k for k in config.ks if k < n]
     costs: dict[str, Any] = {}
-    attr_game = game_builder(players, "attribution", config.attribution_metric)
+    attr_game = game_builder(players, "attribution", config.attribution_metric,
+                             mask_store_dir(group_out, "attribution", config.attribution_metric))
     proxy_result, attribution_meta = _attribution(config, model, attr_game, players, group_out, costs)
-    eval_game = _held_out_game(config, game_builder, task, players, attribution_meta)
+    eval_game = _held_out_game(config, game_builder, task, players, attribution_meta, group_out)
 
     context = StrategyContext(
         n_players=n, value_fn=attr_game, samples=proxy_result, player_names=players.names, seed=config.seed,
@@ -308,7 +316,7 @@ def _prune_group(config: PruneConfig, model: Any, task: Any, layers: list[int], 
 
 #: What a ``prune`` output folder holds at its top level (one group) or in ``layers_*`` folders.
 _PRUNE_OUTPUTS = ("evaluation.json", "attribution.json", "engine_proxyspex", "prunings", "summary.md",
-                  "curves.png", "cost_curves.png")
+                  "curves.png", "cost_curves.png", "mask_stores")
 
 
 def refuse_foreign_prune_folder(out: Path) -> None:
@@ -352,12 +360,17 @@ def _attribution(config: PruneConfig, model: Any, attr_game: Any, players: Any, 
     return proxy_result, attribution_meta
 
 
-def _held_out_game(config: PruneConfig, game_builder: Callable[[Any, str, str], Any], task: Any, players: Any,
-                   attribution_meta: dict[str, Any]) -> Any:
+def mask_store_dir(group_out: Path, split: str, metric: str) -> Path:
+    """The mask store of one game of a prune folder: ``group_out/mask_stores/<split>_<metric>``."""
+    return group_out / "mask_stores" / f"{split}_{metric}"
+
+
+def _held_out_game(config: PruneConfig, game_builder: Callable[..., Any], task: Any, players: Any,
+                   attribution_meta: dict[str, Any], group_out: Path) -> Any:
     """The evaluation game, after checking that no held-out (or reference) question was used
     for attribution: the check is enforced here, not documented."""
     eval_metric = "logprob" if config.scoring == "cloze" else "calibrated_accuracy"  # cloze: no letter bias
-    eval_game = game_builder(players, "evaluation", eval_metric)
+    eval_game = game_builder(players, "evaluation", eval_metric, mask_store_dir(group_out, "evaluation", eval_metric))
     check_questions_disjoint(attribution_meta["question_ids"], eval_game.describe()["question_ids"])
     check_questions_disjoint(attribution_meta["question_ids"], task.prompt_set("reference").question_ids, "reference")
     return eval_game

