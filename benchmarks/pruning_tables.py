@@ -1,6 +1,7 @@
 """Markdown tables of one pruning result at equal cost: metrics, evaluations spent, pairwise verdicts.
 
     python benchmarks/pruning_tables.py docs/results/pruning_marketing_equalcost.json
+    python benchmarks/pruning_tables.py RUN.json OTHER_SEED.json ...   # replication table
 
 Reads the ``evaluation.json`` that :func:`headspex.pruning.prune` writes (``rows`` with
 ``evaluations``, ``paired_all``) and prints: per strategy and k the held-out log-prob and
@@ -82,7 +83,36 @@ def equal_cost_table(result: dict[str, Any], ours: str, metric: str) -> list[str
     return lines
 
 
-def main(path: str) -> None:
+def replication_table(results: list[dict[str, Any]], labels: list[str], metric: str) -> list[str]:
+    """Δ ``metric`` vs unpruned of every (strategy, k) in each run side by side; ``*`` marks an
+    interval that excludes 0, and the last column says whether the runs agree on a significant rise."""
+    by_run = [{(r["strategy"], int(r["k"])): r["delta_vs_unpruned"][metric] for r in result["rows"]} for result in results]
+    keys = sorted(set().union(*by_run), key=lambda key: (key[1], key[0]))
+    lines = ["| strategy | k | " + " | ".join(f"Δ {metric} ({label})" for label in labels) + " | rise in every run |",
+             "|---|---|" + "---|" * len(labels) + "---|"]
+    for key in keys:
+        cells, rises = [], []
+        for run in by_run:
+            if key not in run:
+                cells.append("–")
+                rises.append(False)
+                continue
+            c = run[key]
+            cells.append(_cell(c) + (" *" if c["lo"] > 0 or c["hi"] < 0 else ""))
+            rises.append(c["lo"] > 0)
+        lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + f" | {'yes' if all(rises) else ''} |")
+    return lines
+
+
+def main(path: str, *others: str) -> None:
+    if others:  # replication: the same protocol on other split seeds or subjects
+        paths = [path, *others]
+        results = [json.loads(Path(p).read_text()) for p in paths]
+        labels = [Path(p).stem.removeprefix("pruning_") for p in paths]
+        for metric in ("accuracy", "logprob"):
+            print(f"**Δ {metric} vs unpruned, per run** (* = 95 % interval excludes 0)\n")
+            print("\n".join(replication_table(results, labels, metric)) + "\n")
+        return
     result = json.loads(Path(path).read_text())
     u = result["unpruned"]
     print(f"Unpruned: log p {u['logprob']['mean']:.3f} [{u['logprob']['lo']:.3f}, {u['logprob']['hi']:.3f}], "
@@ -98,4 +128,4 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])
