@@ -346,7 +346,7 @@ class Ablator:
         if chosen.shape[1] >= positions:
             chosen = chosen[:, -positions:]
         else:
-            pad = self.reference.means[site.hook_name].expand(
+            pad = self.reference.means[site.hook_name].to(chosen.device, chosen.dtype).expand(
                 chosen.shape[0], positions - chosen.shape[1], *chosen.shape[2:]
             )
             chosen = torch.cat([pad, chosen], dim=1)

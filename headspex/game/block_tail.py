@@ -184,6 +184,7 @@ def check_shortcut_values(fast: torch.Tensor, general: torch.Tensor, low_precisi
     Both run the same kernels on the same inputs; only batch shapes differ (fp32: ~1e-6 on
     SmolLM2). bf16: 2 bf16 steps at the logits' size, as for the fused-attention check.
     """
+    fast, general = fast.float().cpu(), general.float().cpu()  # one path may return on the model's device
     scale = max(1.0, float(general.abs().max()))
     tolerance = max(0.5, 0.05 * scale) if low_precision else 1e-4 * scale
     difference = float((fast - general).abs().max())

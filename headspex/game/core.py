@@ -216,6 +216,9 @@ class AblationGame:
         # bf16 runs use a converted copy of the model (true bf16 weights, ~2.5x faster on CPUs
         # with bf16 units than autocast); the upstream pass and statistics stay in fp32.
         self.run_model = self.model if self.run_dtype is None else copy.deepcopy(self.model).to(self.run_dtype)
+        #: The blocks run in a 16-bit float type (bf16 weights as loaded, or a bf16 run of an fp32
+        #: model): every self-check then allows 16-bit rounding instead of fp32's.
+        self.low_precision = _model_dtype(self.run_model) in (torch.bfloat16, torch.float16)
         self.reference_activations: ReferenceActivations | None = None
         if self.mode in _REFERENCE_MODES:
             assert self.reference_prompts is not None

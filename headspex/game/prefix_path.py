@@ -112,7 +112,7 @@ def _check_against_general(game: "AblationGame", probe: PrefixGroup, check_chunk
         fast = evaluate_groups(game, [probe], masks)  # [2, units, c or 1]
     order = check_chunk.unit_index.numpy()
     fast_rows = torch.from_numpy(fast[:, order].reshape(len(masks) * len(order), -1))
-    check_shortcut_values(fast_rows, general, low_precision=game.run_dtype is not None)
+    check_shortcut_values(fast_rows, general, low_precision=game.low_precision)
 
 
 def _suffix_positions(game: "AblationGame", prefix: int, suffix: int) -> int:

@@ -70,7 +70,7 @@ def verify_game(game: "AblationGame", chunk: QuestionChunk) -> None:
         for mask in masks for unit in sub.unit_index.tolist()
     ]).float()
     difference = float((got - expected).abs().max())
-    allowed = tolerance(expected, game.run_dtype is not None)
+    allowed = tolerance(expected, game.low_precision)
     if not difference <= allowed:
         model_name = getattr(game.model, "headspex_source", None) or getattr(game.model.cfg, "model_name", "this model")
         worst = int((got - expected).abs().max(dim=1).values.argmax())
@@ -143,6 +143,8 @@ def check_fused_attention(game: "AblationGame", chunk: QuestionChunk) -> None:
     try:
         with use_fused_attention(game.run_model, game.fused_layers):
             fused = game._run_rows(chunk, keep_all).float()
+    except torch.OutOfMemoryError:
+        raise  # out of memory says nothing about the kernel; the caller's budget is the problem
     except (RuntimeError, ValueError, TypeError, NotImplementedError) as err:
         # A kernel that cannot express this model's attention refuses loudly; keep the bridge's.
         warnings.warn(f"Fused attention cannot run this model ({type(err).__name__}: "
@@ -153,7 +155,7 @@ def check_fused_attention(game: "AblationGame", chunk: QuestionChunk) -> None:
     # bf16 to 0.25, i.e. 2 bf16 steps at that size, hence a tolerance relative to the logits.
     # Miswiring (a missed hook, a wrong mask) moves logits by whole units.
     scale = float(bridge.abs().max())
-    tolerance = 1e-2 if game.run_dtype is None else max(0.5, 0.05 * scale)
+    tolerance = max(0.5, 0.05 * scale) if game.low_precision else 1e-2
     difference = float((fused - bridge).abs().max())
     if not difference <= tolerance:
         warnings.warn(
@@ -172,7 +174,7 @@ def check_shortcuts(game: "AblationGame", chunk: QuestionChunk, masks: np.ndarra
     masks = np.concatenate([masks[:1], ~masks[:1]])
     one = chunk.first_sequence()
     fast = game._run_rows(one, masks, tail_first_sequence(game._attention_z[0], chunk)).float()
-    check_shortcut_values(fast, game._run_rows(one, masks).float(), low_precision=game.run_dtype is not None)
+    check_shortcut_values(fast, game._run_rows(one, masks).float(), low_precision=game.low_precision)
 
 
 __all__ = ["check_fused_attention", "check_masks", "check_shortcuts", "verify_game"]

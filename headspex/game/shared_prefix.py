@@ -349,6 +349,8 @@ def run_group_suffixes(
                 hidden = run_blocks(model, suffix.chunk, n_masks, first_layer)
             else:
                 hidden = run_cached(suffix.chunk, suffix.z, n_masks)
+        except torch.OutOfMemoryError:
+            raise
         except RuntimeError as err:  # e.g. an attention that dropped the prefix meets the [S, P + S] mask
             raise GameError(f"The attention did not attend to the shared prefix ({type(err).__name__}: "
                             f"{str(err).splitlines()[0][:160]}); build the game with shortcuts=False and "

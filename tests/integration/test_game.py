@@ -144,6 +144,24 @@ def test_bf16_game_is_finite_and_close_to_fp32(tiny_llama: Any) -> None:
     assert np.abs(bf16 - fp32).max() < 0.1
 
 
+@pytest.mark.parametrize("mode", ["zero", "resample"])
+def test_game_on_a_model_loaded_in_bf16_is_close_to_fp32(mode: str) -> None:
+    """A model *loaded* in bf16 (the accelerator default) runs: its self-checks allow bf16
+    rounding (with fp32's tolerance they refused it), and its values stay near the fp32 model's.
+    Resample mode pads reference samples with the reference means (two devices on a GPU)."""
+    from headspex.models import load_model
+
+    fp32_model, bf16_model = load_model("tiny-llama"), load_model("tiny-llama", dtype="bfloat16")
+    masks = np.random.default_rng(6).random((6, 4)) < 0.5
+    values = []
+    for model in (fp32_model, bf16_model):
+        game = AblationGame(model, mmlu_fixture_task(model), heads(model, [1]), mode=mode, progress=False)
+        values.append(game(masks))
+        assert game.low_precision == (model is bf16_model)
+    assert np.isfinite(values[1]).all()
+    assert np.abs(values[1] - values[0]).max() < 0.1  # bf16: a few 1e-2 through 3 layers (test above)
+
+
 def cloze_fixture_task(model: Any, n_attribution: int = 3) -> MMLUTask:
     return MMLUTask(model.tokenizer, "high school us history", source=str(FIXTURES), n_reference=3,
                     n_attribution=n_attribution, scoring="cloze")
