@@ -11,7 +11,7 @@ import argparse
 import hashlib
 import json
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +131,7 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     print(f"[headspex] loading model {args.model} ...", flush=True)
     with quiet_model_loading(args.quiet):
         # With workers this copy only tokenizes and names the heads: it stays on the CPU.
-        model = (replace(model_spec, device="cpu") if run_options.distributed else model_spec).load()
+        model = (model_spec.driver_copy() if run_options.distributed else model_spec).load()
     n_layers = int(model.cfg.n_layers)
     layers = parse_layers(args.layers, n_layers)
     task = build_task(args, model.tokenizer)

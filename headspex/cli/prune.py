@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from dataclasses import replace
 from typing import Any
 
 from ..distributed.options import RunOptions
@@ -92,7 +91,7 @@ def handle(args: argparse.Namespace) -> int:
             builder = prune_game_builder(pool, config, memory_budget_mb=run_options.memory_budget_mb,
                                          progress=config.progress)
             with quiet_model_loading(args.quiet):
-                model = replace(model_spec, device="cpu").load()
+                model = model_spec.driver_copy().load()
             results = prune(config, args.out, model=model, game_builder=builder)
     for result in results:
         print(f"layers {result['layers']}: {result['n_questions']} held-out questions; "

@@ -59,6 +59,12 @@ class ModelSpec:
 
         return self.dtype or default_dtype(device or self.device)
 
+    def driver_copy(self) -> "ModelSpec":
+        """The spec of the driver's copy beside a worker pool: on the CPU (it only tokenizes, names
+        components and computes mask gradients) but in the workers' dtype, so its weights, and the
+        fingerprint a run records, are the ones the workers evaluate (bf16 when they run on GPUs)."""
+        return replace(self, device="cpu", dtype=self.resolved_dtype())
+
     def load(self, device: str | None = None) -> Any:
         """Load the model (a TransformerBridge) on ``device`` (default: this spec's device)."""
         from ..devices import resolve_device

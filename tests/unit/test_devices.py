@@ -34,6 +34,10 @@ def test_dtype_defaults_follow_the_device() -> None:
     assert ModelSpec("tiny-llama").resolved_dtype() == "float32"
     assert ModelSpec("tiny-llama", device="cuda").resolved_dtype() == "bfloat16"
     assert ModelSpec("tiny-llama", dtype="float32", device="cuda").resolved_dtype() == "float32"
+    # Beside GPU workers the driver's CPU copy holds the workers' bf16 weights (and fingerprint).
+    driver = ModelSpec("tiny-llama", device="cuda").driver_copy()
+    assert (driver.device, driver.resolved_dtype()) == ("cpu", "bfloat16")
+    assert ModelSpec("tiny-llama", device="cpu").driver_copy().resolved_dtype() == "float32"
 
 
 def test_memory_budget() -> None:
