@@ -18,6 +18,12 @@ without running it. Results: ``benchmarks/results/engine_real_model.json`` and `
     python benchmarks/engine_real_model.py --estimate
     python benchmarks/engine_real_model.py --budget 2000 --n-questions 8    # hours on 2 CPU cores
 
+``--design regime`` spends the whole budget where the pruning question is: every fit mask
+ablates heads independently with the probability that ablates, on average, as many heads as
+the test masks do (7 of 270), and every method is fitted on those masks only (a regime-local
+fit; uniform-mask R² is then out of its regime and reported only for completeness). Results go
+to ``engine_real_model_regime.{json,md}``.
+
 Evaluated masks go to ``--cache-dir`` (default ``runs/engine_real_model``, git-ignored): run the
 same command again after a kill and it resumes without re-evaluating a mask.
 """
@@ -99,6 +105,15 @@ def in_slices(game: Any, masks: np.ndarray, size: int = 25) -> np.ndarray:
     return np.concatenate([game(masks[start : start + size]) for start in range(0, len(masks), size)])
 
 
+def regime_masks(n: int, count: int, rng: np.random.Generator, exclude: np.ndarray) -> np.ndarray:
+    """Distinct masks in the test regime: each player ablated w.p. q, q n = the mean number of
+    heads the ``sparse_ablation_masks`` test masks ablate ((1 + floor(5 % n)) / 2), bool[count, n]."""
+    from headspex.engine.sampling import sample_masks
+
+    most = max(1, int(MAX_ABLATED_SHARE * n))
+    return sample_masks(n, count, rng, keep_probability=1.0 - (1 + most) / 2 / n, exclude=exclude)
+
+
 def run(args: argparse.Namespace) -> None:
     from headspex.engine import LassoRegression, LinearBanzhaf, ProxySPEX, r2_score
 
@@ -106,25 +121,29 @@ def run(args: argparse.Namespace) -> None:
     n = len(game.players)
     estimator = ProxySPEX(max_order=2, seed=args.seed, near_full_fraction=args.near_full_fraction)
     rng = np.random.default_rng(args.seed)
-    masks = estimator.design(n, args.budget, rng)
+    regime = args.design == "regime"
+    test_rng = np.random.default_rng([args.seed, 7])
+    tests = {"sparse_le5pct": sparse_ablation_masks(n, args.n_test, test_rng),
+             "uniform": test_rng.random((args.n_test, n)) < 0.5}
+    masks = (regime_masks(n, args.budget, rng, exclude=np.concatenate(list(tests.values()))) if regime
+             else estimator.design(n, args.budget, rng))
     ablated = (~masks).sum(axis=1)
     labels = np.where(ablated <= 0.2 * n, "near", "uniform")
     start = time.perf_counter()
     values = in_slices(game, masks)
-    test_rng = np.random.default_rng([args.seed, 7])
-    tests = {"sparse_le5pct": sparse_ablation_masks(n, args.n_test, test_rng),
-             "uniform": test_rng.random((args.n_test, n)) < 0.5}
     test_values = {k: in_slices(game, v) for k, v in tests.items()}
     game_seconds = time.perf_counter() - start
     rows = []
     for budget in args.budgets:
         subset = np.arange(len(masks)) if budget >= len(masks) else nested_subset(labels, budget, rng)
         near_subset = subset[labels[subset] == "near"]
-        for name, method, rows_used in (
-                ("proxyspex", estimator, subset), ("lasso_order2", LassoRegression(max_order=2, seed=args.seed), subset),
-                ("least_squares_order1", LinearBanzhaf(seed=args.seed), subset),
-                # Diagnostic: the same budget's near-full masks only, first order (see the Markdown).
-                ("lasso_order1_near_full_only", LassoRegression(max_order=1, seed=args.seed), near_subset)):
+        methods = [("proxyspex", estimator, subset), ("lasso_order2", LassoRegression(max_order=2, seed=args.seed), subset),
+                   ("least_squares_order1", LinearBanzhaf(seed=args.seed), subset)]
+        if regime:  # every mask is in the regime: the first-order LASSO on all of them
+            methods.append(("lasso_order1", LassoRegression(max_order=1, seed=args.seed), subset))
+        else:  # diagnostic: the same budget's near-full masks only, first order (see the Markdown)
+            methods.append(("lasso_order1_near_full_only", LassoRegression(max_order=1, seed=args.seed), near_subset))
+        for name, method, rows_used in methods:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 result = method.fit_samples(masks[rows_used], values[rows_used])
@@ -135,20 +154,24 @@ def run(args: argparse.Namespace) -> None:
                 entry[f"r2_{key}"] = r2_score(test_values[key], result.interactions(test_masks))
             rows.append(entry)
             print(entry, flush=True)
+    design = (f"regime: every mask ablates each head w.p. {float((~masks).mean()):.4f} (mean {ablated.mean():.2f} heads)"
+              if regime else "ProxySPEX design, near_full_fraction=%.2f" % args.near_full_fraction)
     out = {"subject": args.subject, "n_questions": args.n_questions, "players": n, "game_seconds": game_seconds,
-           "design": "ProxySPEX design, near_full_fraction=%.2f" % args.near_full_fraction, "rows": rows}
+           "design": design, "rows": rows}
+    stem = "engine_real_model_regime" if regime else "engine_real_model"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "engine_real_model.json").write_text(json.dumps(out, indent=1))
-    lines = ["# Engine on all 270 SmolLM2 heads", "", f"{args.subject}, {args.n_questions} questions, zero ablation; "
+    (RESULTS / f"{stem}.json").write_text(json.dumps(out, indent=1))
+    lines = ["# Engine on all 270 SmolLM2 heads", "", f"Design: {design}.", "",
+             f"{args.subject}, {args.n_questions} questions, zero ablation; "
              f"R² on {args.n_test} held-out masks ablating ≤ 5 % of the heads and on {args.n_test} uniform masks.", "",
              "| masks | method | masks fitted | R² ≤5 % ablated | R² uniform | winner |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['budget']} | {r['method']} | {r['fit_masks']} | {r['r2_sparse_le5pct']:.3f} | {r['r2_uniform']:.3f} "
               f"| {r['winner']} |" for r in rows]
-    lines += ["", "`lasso_order1_near_full_only` is a diagnostic, not a method of the engine: the first-order LASSO "
-              "fitted on only the near-full masks of the same budget (those ablating ≤ 20 % of the heads). "
-              f"The game's {len(masks) + 2 * args.n_test} masks are kept in `{args.cache_dir}`, so a rerun refits "
+    lines += [""] if regime else ["", "`lasso_order1_near_full_only` is a diagnostic, not a method of the engine: the first-order LASSO "
+              "fitted on only the near-full masks of the same budget (those ablating ≤ 20 % of the heads). "]
+    lines += [f"The game's {len(masks) + 2 * args.n_test} masks are kept in `{args.cache_dir}`, so a rerun refits "
               "without a forward pass (`game_seconds` in the JSON is this run's, store lookups included)."]
-    (RESULTS / "engine_real_model.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -159,6 +182,8 @@ def main() -> None:
     parser.add_argument("--budgets", type=lambda s: [int(x) for x in s.split(",")], default=[500, 1000, 2000])
     parser.add_argument("--n-test", type=int, default=200)
     parser.add_argument("--near-full-fraction", type=float, default=0.5)
+    parser.add_argument("--design", choices=("proxyspex", "regime"), default="proxyspex",
+                        help="regime: every fit mask in the test regime (module docstring)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--estimate", action="store_true", help="time a few masks and extrapolate; run nothing else")
     parser.add_argument("--estimate-masks", type=int, default=20)
