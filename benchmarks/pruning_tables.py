@@ -1,6 +1,6 @@
 """Markdown tables of one pruning result at equal cost: metrics, evaluations spent, pairwise verdicts.
 
-    python benchmarks/pruning_tables.py docs/results/pruning_marketing_equalcost.json
+    python benchmarks/pruning_tables.py docs/results/pruning_marketing_equalcost60.json
     python benchmarks/pruning_tables.py RUN.json OTHER_SEED.json ...   # replication table
 
 Reads the ``evaluation.json`` that :func:`headspex.pruning.prune` writes (``rows`` with
