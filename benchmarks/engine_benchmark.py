@@ -535,7 +535,8 @@ def main() -> None:
         previous = json.loads(out.with_suffix(".json").read_text())
         rows = previous["rows"]
         meta["n_planned"] = previous["meta"].get("n_planned", meta["n_planned"])
-        meta["skipped"] = [line + " (before the appended runs)" if "not started" in line else line
+        suffix = " (before the appended runs)"
+        meta["skipped"] = [line + suffix if "not started" in line and not line.endswith(suffix) else line
                            for line in previous["meta"].get("skipped", meta["skipped"])]
         meta["appended"] = previous["meta"].get("appended", []) + [f"{args.only or 'all'} ({meta['started']})"]
     start = time.time()
