@@ -201,7 +201,7 @@ def attribution_game_factory(pool: WorkerPool, task: TaskSpec, config: Any, *, m
 
 
 def prune_game_builder(pool: WorkerPool, config: Any, *, memory_budget_mb: float | None = None,
-                       progress: bool = False) -> Callable[[Any, str, str], DistributedGame]:
+                       progress: bool = False) -> Callable[..., DistributedGame]:
     """``(players, split, metric, store_dir) -> DistributedGame`` for :func:`headspex.pruning.prune`, with its
     task (:func:`headspex.pruning.pipeline.task_options`), mode and seed from ``config``."""
     from ..pruning.pipeline import task_options
