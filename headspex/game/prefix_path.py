@@ -108,7 +108,7 @@ def _check_against_general(game: "AblationGame", probe: PrefixGroup, check_chunk
     general path's on ``check_chunk``; raises :class:`GameError` if they differ."""
     masks = check_masks(game.n_players)
     with game.run_model.hooks(fwd_hooks=game.ablator.fwd_hooks()), use_fused_attention(game.run_model, game.fused_layers):
-        general = game._run_rows(check_chunk, masks).float()  # [2 * qc, c or 1] mask-major
+        general = game._run_rows(check_chunk, masks)  # [2 * qc, c or 1] mask-major
         fast = evaluate_groups(game, [probe], masks)  # [2, units, c or 1]
     order = check_chunk.unit_index.numpy()
     fast_rows = torch.from_numpy(fast[:, order].reshape(len(masks) * len(order), -1))

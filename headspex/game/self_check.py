@@ -173,8 +173,8 @@ def check_shortcuts(game: "AblationGame", chunk: QuestionChunk, masks: np.ndarra
     game._shortcut_checked = True
     masks = np.concatenate([masks[:1], ~masks[:1]])
     one = chunk.first_sequence()
-    fast = game._run_rows(one, masks, tail_first_sequence(game._attention_z[0], chunk)).float()
-    check_shortcut_values(fast, game._run_rows(one, masks).float(), low_precision=game.low_precision)
+    fast = game._run_rows(one, masks, tail_first_sequence(game._attention_z[0], chunk))
+    check_shortcut_values(fast, game._run_rows(one, masks), low_precision=game.low_precision)
 
 
 __all__ = ["check_fused_attention", "check_masks", "check_shortcuts", "verify_game"]
