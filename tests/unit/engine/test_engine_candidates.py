@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from headspex.engine import Interactions, all_masks, sample_masks
+from headspex.engine.interactions import basis_matrix
 from headspex.engine.adaptive import greedy_removal_path, second_round_masks
 from headspex.engine.anchored import detect_ladder, ladder_removal_terms
 from headspex.engine.candidates import (
+    column_spread,
     cv_prefix_errors,
     pursuit_ranking,
     rank_terms,
@@ -147,3 +149,12 @@ def test_second_round_follows_the_fitted_removal_path():
     path_mask[7] = False
     assert any((r == path_mask).all() for r in rows)
     assert (~rows).sum(axis=1).mean() < 0.5 * n  # near-full
+
+
+@pytest.mark.parametrize("basis", ["fourier", "mobius", "removal"])
+def test_column_spread_equals_the_std_of_the_design_columns(basis: str) -> None:
+    rng = np.random.default_rng(3)
+    masks = rng.random((200, 10)) < 0.7
+    subsets = [(), (3,), (1, 4), (0, 2, 5), (6, 7, 8, 9)]
+    expected = basis_matrix(masks, subsets, basis).std(axis=0)
+    np.testing.assert_allclose(column_spread(masks, subsets, basis), expected, atol=1e-12)
