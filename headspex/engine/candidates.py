@@ -307,6 +307,28 @@ def stack_curves(curves: Sequence[np.ndarray], length: int | None = None) -> np.
     return np.stack([np.concatenate([c[:length], np.full(length - len(c[:length]), c[-1])]) for c in curves])
 
 
+def nested_prefix_errors(
+    masks: np.ndarray,
+    targets: np.ndarray,
+    fold_rankings: Sequence[Sequence[Subset]],
+    folds: Sequence[np.ndarray],
+    basis: Basis,
+    size: int,
+    row_weights: np.ndarray | None = None,
+) -> np.ndarray:
+    """Nested CV: fold f's validation MSE of every prefix (up to ``size``) of its *own* ranking,
+    one built without fold f's rows. Returns float64[folds, size] (see :func:`cv_prefix_errors`).
+
+    The folds' prefixes overlap mostly, so one design matrix of their union serves them all.
+    """
+    union = list(dict.fromkeys(s for r in fold_rankings for s in r[:size]))
+    column = {s: j for j, s in enumerate(union)}
+    design = basis_matrix(masks, union, basis)
+    return stack_curves(
+        [cv_prefix_errors(design[:, [column[s] for s in r[:size]]], targets, [val], row_weights)[0]
+         for r, val in zip(fold_rankings, folds)], size)
+
+
 def mean_curve(curves: Sequence[np.ndarray]) -> np.ndarray:
     """Mean over folds of per-prefix errors of different lengths (see :func:`stack_curves`)."""
     return stack_curves(curves).mean(axis=0)
@@ -320,20 +342,23 @@ def nested_pursuit(
     folds: Sequence[np.ndarray],
     max_terms: int,
     row_weights: np.ndarray | None = None,
+    fold_pools: Sequence[Sequence[Subset]] | None = None,
 ) -> dict[str, object]:
     """Pursuit ranking with an honest support size: the ranking is redone inside every fold.
 
     A ranking built on all rows has seen the validation rows, so the CV error of its prefixes
-    is optimistic; here each fold ranks on its own training rows only.
+    is optimistic; here each fold ranks on its own training rows only, over its own screened
+    pool when ``fold_pools`` (one per fold, screened without that fold's rows) are given.
 
     Returns:
         ``{"support": [(), ...], "cv_mse": float, "k": int}`` (support from the all-rows ranking).
     """
     all_rows = np.arange(len(values))
     curves = []
-    for val in folds:
+    for f, val in enumerate(folds):
         train = np.setdiff1d(all_rows, val, assume_unique=True)
-        ranking = pursuit_ranking(masks[train], values[train], basis, pool, max_terms)
+        fold_pool = pool if fold_pools is None else fold_pools[f]
+        ranking = pursuit_ranking(masks[train], values[train], basis, fold_pool, max_terms)
         curves.append(cv_prefix_errors(basis_matrix(masks, ranking, basis), values, [val], row_weights)[0])
     errors = mean_curve(curves)
     k = int(np.argmin(errors)) + 1
@@ -350,6 +375,8 @@ def lasso_search(
     n_alphas: int = 15,
     fit_intercept: bool = True,
     row_weights: np.ndarray | None = None,
+    min_alpha_ratio: float = 1e-2,
+    fold_pools: Sequence[Sequence[Subset]] | None = None,
 ) -> dict[str, object]:
     """LASSO over the pool's terms, penalty chosen on ``folds`` (the other candidates' folds).
 
@@ -360,6 +387,8 @@ def lasso_search(
     Args:
         fit_intercept: with False the model has no constant (the values are a residual that
             must stay exactly 0 where every pool column is 0, e.g. on a removal ladder).
+        fold_pools: one pool per fold, screened without that fold's rows: the CV then scores
+            the screening too (a pool screened on all rows has seen the validation rows).
 
     Returns:
         ``{"terms": {subset: coefficient} (constant included if fitted), "cv_mse": float,
@@ -372,28 +401,29 @@ def lasso_search(
     centred = design - design.mean(axis=0) if fit_intercept else design
     target = values - values.mean() if fit_intercept else values
     alpha_max = float(np.max(np.abs(centred.T @ target))) / len(values) or 1.0
-    # Penalties below 1 % of the largest are left out: they converge slowly and overfit.
-    alphas = alpha_max * np.logspace(0, -2, n_alphas)
+    # Penalties below min_alpha_ratio of the largest are left out: they converge slowly.
+    alphas = alpha_max * np.logspace(0, np.log10(min_alpha_ratio), n_alphas)
     all_rows = np.arange(len(values))
     errors = np.zeros(n_alphas)
 
-    def path(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-        x_mean, y_mean = design[rows].mean(axis=0), float(values[rows].mean())
+    def path(columns: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+        x_mean, y_mean = columns[rows].mean(axis=0), float(values[rows].mean())
         if not fit_intercept:
-            x_mean, y_mean = np.zeros(design.shape[1]), 0.0
-        _, coefs, _ = lasso_path(design[rows] - x_mean, values[rows] - y_mean, alphas=alphas, max_iter=1000, tol=1e-3)
+            x_mean, y_mean = np.zeros(columns.shape[1]), 0.0
+        _, coefs, _ = lasso_path(columns[rows] - x_mean, values[rows] - y_mean, alphas=alphas, max_iter=1000, tol=1e-3)
         return coefs, x_mean, y_mean  # coefs: [P, n_alphas]
 
-    for val in folds:
+    for f, val in enumerate(folds):
         train = np.setdiff1d(all_rows, val, assume_unique=True)
-        coefs, x_mean, y_mean = path(train)
-        predictions = (design[val] - x_mean) @ coefs + y_mean
+        columns = design if fold_pools is None else basis_matrix(masks, [s for s in fold_pools[f] if s], basis)
+        coefs, x_mean, y_mean = path(columns, train)
+        predictions = (columns[val] - x_mean) @ coefs + y_mean
         squared = (values[val][:, None] - predictions) ** 2
         if row_weights is not None:
             squared *= row_weights[val][:, None]
         errors += np.mean(squared, axis=0) / len(folds)
     best = int(np.argmin(errors))
-    coefs, x_mean, y_mean = path(all_rows)
+    coefs, x_mean, y_mean = path(design, all_rows)
     beta = coefs[:, best]
     terms: dict[Subset, float] = {(): y_mean - float(x_mean @ beta)} if fit_intercept else {}
     terms.update({pool[j]: float(beta[j]) for j in np.flatnonzero(beta)})

@@ -8,6 +8,10 @@
   worse than it by more than CV noise;
 * ``lasso:fourier`` — LASSO over the same pool, penalty chosen on the same folds (while
   rows x pool <= ``LASSO_MAX_CELLS``);
+* ``lasso1:fourier`` — LASSO over the first-order terms only, when the pool holds more: with
+  hundreds of players the pairs of the pool cost more variance than they explain (measured on
+  270 SmolLM2 heads, :mod:`benchmarks.engine_real_model`), and this is the model a LASSO
+  baseline falls back to at large n, so the CV always has it;
 * ``coded:fourier`` — the terms decoded from a coded design (no marginal signal needed),
   followed by the proxy's Fourier ranking, support size by CV;
 * ``anchored:removal`` — when the masks hold a removal ladder: exact low-order removal terms
@@ -25,7 +29,14 @@ from typing import Any
 import numpy as np
 
 from .anchored import anchored_search
-from .candidates import cv_prefix_errors, lasso_search, marginal_scores, nested_pursuit, screening_pool
+from .candidates import (
+    cv_prefix_errors,
+    lasso_search,
+    marginal_scores,
+    nested_prefix_errors,
+    nested_pursuit,
+    screening_pool,
+)
 from .coded import CodedDesign, decode_coded
 from .interactions import Subset, basis_matrix, convert_terms
 from .store import mask_keys
@@ -61,18 +72,30 @@ def coded_rows(design: CodedDesign, masks: np.ndarray) -> np.ndarray | None:
 def coded_search(
     masks: np.ndarray, values: np.ndarray, design: CodedDesign, folds: Sequence[np.ndarray],
     fallback_ranking: list[Subset], max_order: int, cap: int, row_weights: np.ndarray | None = None,
+    fold_fallback_rankings: Sequence[list[Subset]] | None = None,
 ) -> dict[str, Any] | None:
-    """Decoded terms first (largest |coefficient| first), then ``fallback_ranking``; size by CV."""
+    """Decoded terms first (largest |coefficient| first), then ``fallback_ranking``; size by CV.
+
+    With ``fold_fallback_rankings`` (one per fold, built without its rows) each fold appends its
+    own fallback (nested CV). The decoded head is decoded once from every coded row: the coded
+    design needs all of them, so its few terms' order is the one part the folds share.
+    """
     rows = coded_rows(design, masks)
     if rows is None:
         return None
     decoded = decode_coded(design, values[rows])
     head = [s for s, _ in sorted(decoded.items(), key=lambda sc: -abs(sc[1])) if s and len(s) <= max_order]
-    ranking = [()] + head
-    seen = set(ranking)
-    ranking += [s for s in fallback_ranking if s not in seen]
-    ranking = ranking[:cap]
-    errors = cv_prefix_errors(basis_matrix(masks, ranking, "fourier"), values, folds, row_weights).mean(axis=0)
+
+    def with_fallback(fallback: list[Subset]) -> list[Subset]:
+        seen = {(), *head}
+        return ([(), *head] + [s for s in fallback if s not in seen])[:cap]
+
+    ranking = with_fallback(fallback_ranking)
+    if fold_fallback_rankings is None:
+        errors = cv_prefix_errors(basis_matrix(masks, ranking, "fourier"), values, folds, row_weights).mean(axis=0)
+    else:
+        errors = nested_prefix_errors(masks, values, [with_fallback(r) for r in fold_fallback_rankings], folds,
+                                      "fourier", len(ranking), row_weights).mean(axis=0)
     k = int(np.argmin(errors)) + 1
     return {"basis": "fourier", "support": ranking[:k], "cv_mse": float(errors[k - 1]), "k": k,
             "n_decoded": len(head)}
@@ -91,6 +114,8 @@ def extra_searches(
     pursuit_bases: Sequence[str] = ("fourier", "removal"),
     row_weights: np.ndarray | None = None,
     lasso: bool = True,
+    fold_proxy_fourier: Sequence[dict[Subset, float]] | None = None,
+    fold_fallback_rankings: Sequence[list[Subset]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Run the non-proxy candidate searches (see the module docstring).
 
@@ -105,19 +130,34 @@ def extra_searches(
         ladder: ``(K, rows)`` from :func:`~headspex.engine.anchored.detect_ladder` (K >= 1).
         row_weights: validation weights (:func:`~headspex.engine.candidates.regime_weights`).
         pursuit_bases: bases of the pursuit candidates (empty: none); lasso: run the LASSO one.
+        fold_proxy_fourier: one proxy per fold, fitted without that fold's rows: the pursuit and
+            LASSO pools are then screened inside every fold too, so their CV errors are honest.
+        fold_fallback_rankings: the same proxies' Fourier rankings, the coded candidate's nested
+            fallback.
     """
     m, n = masks.shape
     out: dict[str, dict[str, Any]] = {}
     steps = max(1, min(cap - 1, max(10, m // 3), PURSUIT_MAX_TERMS))
     pool = screening_pool(n, player_scores(masks, values, proxy_fourier), max_order, PURSUIT_POOL)
+    fold_pools = None
+    if fold_proxy_fourier is not None:
+        all_rows = np.arange(m)
+        trains = [np.setdiff1d(all_rows, val, assume_unique=True) for val in folds]
+        fold_pools = [screening_pool(n, player_scores(masks[t], values[t], c), max_order, PURSUIT_POOL)
+                      for t, c in zip(trains, fold_proxy_fourier)]
     for basis in pursuit_bases:
-        found = nested_pursuit(masks, values, basis, pool, folds, steps, row_weights)
+        found = nested_pursuit(masks, values, basis, pool, folds, steps, row_weights, fold_pools)
         out[f"pursuit:{basis}"] = {"basis": basis, **found}
     if lasso and m * len(pool) <= LASSO_MAX_CELLS:
         out["lasso:fourier"] = {"basis": "fourier", **lasso_search(masks, values, "fourier", pool, folds,
-                                                                  row_weights=row_weights)}
+                                                                  row_weights=row_weights, fold_pools=fold_pools)}
+    singles = [s for s in pool if len(s) == 1]
+    if lasso and len(singles) < len(pool):
+        out["lasso1:fourier"] = {"basis": "fourier", **lasso_search(masks, values, "fourier", singles, folds,
+                                                                   row_weights=row_weights)}
     if coded is not None:
-        found_coded = coded_search(masks, values, coded, folds, fallback_ranking, max_order, cap, row_weights)
+        found_coded = coded_search(masks, values, coded, folds, fallback_ranking, max_order, cap, row_weights,
+                                   fold_fallback_rankings)
         if found_coded is not None:
             out["coded:fourier"] = found_coded
     if ladder is not None and ladder[0] >= 1:

@@ -83,3 +83,22 @@ def test_surrogate_maximiser_accepts_the_removal_basis():
     for method in ("enumeration", "milp"):
         result = maximise_surrogate(surrogate, n_keep=n - 2, method=method)
         assert set(range(n)) - set(result.keep) == set(best_pair)
+
+
+def test_nested_ranking_keeps_the_cv_honest_on_pure_noise():
+    """Values with no signal at all: any CV R² above 0 is optimism. A proxy ranking fitted on all
+    rows (validation folds included) finds structure in the noise; ranked inside every fold it
+    can not, and neither can the pools of the other candidates, screened inside every fold."""
+    rng = np.random.default_rng(5)
+    masks = sample_masks(48, 400, rng, 0.5)
+    noise = rng.standard_normal(400)
+
+    def cv_r2(nested: bool) -> dict[str, float]:
+        est = ProxySPEX(max_order=2, seed=0, nested_ranking=nested, sources=("proxy", "pursuit", "lasso"))
+        searches = est.fit_samples(masks, noise).diagnostics["searches"]
+        return {name: 1.0 - s["cv_mse"] / float(np.var(noise)) for name, s in searches.items()}
+
+    honest, shared = cv_r2(True), cv_r2(False)
+    assert max(honest.values()) < 0.02, honest
+    assert max(shared[name] for name in shared if name.startswith("proxy:")) > max(
+        honest[name] for name in honest if name.startswith("proxy:")), (shared, honest)
