@@ -14,12 +14,6 @@ are appended to ``benchmarks/results/engine.json`` after every configuration (so
 run is usable) and summarised in ``benchmarks/results/engine.md``; ``--report-only`` rebuilds
 the Markdown from the JSON.
 
-``--reuse FILE[,FILE]`` takes shapiq's results (only those: shapiq's code, the planted games, their
-noise streams up to shapiq's turn and the test masks do not change with headspex) from earlier
-result files for configurations already run there, and runs shapiq only where none is found; a
-reused entry says where it came from (``reused_from``) and the Markdown marks it. headspex and
-the LASSO baseline always run.
-
 shapiq details: the recovered function is read from the Möbius coefficients shapiq computes
 internally (before its index conversion, so nothing is truncated and k-SII bugs do not
 matter). shapiq 1.4.1's ``CoalitionSampler`` overflows for n = 1024 ("Maximum allowed dimension
@@ -220,26 +214,7 @@ def _unseen(masks: np.ndarray, fit_masks: np.ndarray | None) -> np.ndarray:
     return np.array([row.tobytes() not in seen for row in np.packbits(masks, axis=1)])
 
 
-def config_key(cfg: dict[str, Any]) -> tuple:
-    """What identifies a configuration's game, test masks and budget across runs."""
-    return (cfg["family"], cfg["n"], cfg["s"], cfg["max_order"], cfg.get("plant_order", cfg["max_order"]),
-            float(cfg["noise"]), cfg["seed"], cfg["budget"])
-
-
-def load_reusable(paths: list[str]) -> dict[tuple, dict[str, Any]]:
-    """shapiq results by configuration key from earlier result files (the first file wins)."""
-    found: dict[tuple, dict[str, Any]] = {}
-    for path in paths:
-        data = json.loads(Path(path).read_text())
-        source = f"{Path(path).name}, run of {data['meta'].get('started', '?')}"
-        for row in data["rows"]:
-            for method, entry in row["results"].items():
-                if method.startswith("shapiq_") and "error" not in entry:
-                    found.setdefault(config_key(row), {}).setdefault(method, {**entry, "reused_from": source})
-    return found
-
-
-def run_config(cfg: dict[str, Any], reusable: dict[tuple, dict[str, Any]] | None = None) -> dict[str, Any]:
+def run_config(cfg: dict[str, Any]) -> dict[str, Any]:
     n, budget = cfg["n"], cfg["budget"]
     if cfg["family"] == "induction":
         game, _, train_seconds = induction_table()
@@ -261,10 +236,8 @@ def run_config(cfg: dict[str, Any], reusable: dict[tuple, dict[str, Any]] | None
         methods += list(ABLATIONS)
     row = {k: v for k, v in cfg.items() if k not in ("methods",)}
     row["results"] = {}
-    earlier = (reusable or {}).get(config_key(cfg), {})
     for method in methods:
-        row["results"][method] = (dict(earlier[method]) if method in earlier
-                                  else _run_method(method, cfg, game, tests, truth_values))
+        row["results"][method] = _run_method(method, cfg, game, tests, truth_values)
     return row
 
 
@@ -332,12 +305,14 @@ def write_report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
               "ablation count scales with n (each player ablated in ~20 near-full masks, 2 to 10 % of the players); "
               "for n <= 16 a removal *ladder* (full, single and pair ablations) while it costs <= half the budget.",
               "- **Proxy**: LightGBM, depth in {3, 5}, trees by early stopping (2 fits), extracted exactly to Fourier.",
-              "- **Candidate supports, all scored on the same CV folds** (ladder rows always trained on; validation "
-              "errors weighted so uniform and near-full masks count alike when each has >= 30 rows): the proxy ranked "
-              "in the Fourier, Möbius and removal bases (+ residual growth); matching pursuit over screened low-order "
-              "terms in the Fourier and removal bases (support size by nested CV); LASSO over the same pool; terms "
-              "decoded from the coded design (no marginal signal needed); anchored removal (exact ladder terms + "
-              "higher removal terms fitted to the rest).",
+              "- **Candidate supports, all scored on the same CV folds, nested** (ladder rows always trained on; "
+              "validation errors weighted so uniform and near-full masks count alike when each has >= 30 rows; every "
+              "data-dependent ranking and screening is redone inside each fold, from a proxy fitted without that "
+              "fold's rows, so no candidate's CV error has seen its validation rows): the proxy ranked in the "
+              "Fourier, Möbius and removal bases (+ residual growth, not credited in the CV error); matching pursuit "
+              "over screened low-order terms in the Fourier and removal bases; LASSO over the same pool and over the "
+              "first-order terms alone; terms decoded from the coded design (no marginal signal needed); anchored "
+              "removal (exact ladder terms + higher removal terms fitted to the rest).",
               "- The lowest CV error wins (anchored removal within 1.5x of it wins: it is exact where <= 2 players are "
               "ablated); its basis and source are recorded (`winner`). Refit by GCV ridge (proxy / pursuit / coded) "
               "or as fitted (LASSO, anchored).",
@@ -379,14 +354,9 @@ def write_report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
                              f"{r['budget']} | {m} | error: {e['error'][:80]} |||||||")
                 continue
             lines.append(
-                f"| {r['family']} | {r['n']} | {r['s']} | {r['max_order']} | {r['noise']} | {r['seed']} | {r['budget']} | "
-                f"{m}{' ‡' if 'reused_from' in e else ''} | {_fmt(e.get('r2_uniform'))} | {_fmt(e.get('r2_near_full'))} | {_fmt(e.get('precision'), 2)} | "
+                f"| {r['family']} | {r['n']} | {r['s']} | {r['max_order']} | {r['noise']} | {r['seed']} | {r['budget']} | {m} | "
+                f"{_fmt(e.get('r2_uniform'))} | {_fmt(e.get('r2_near_full'))} | {_fmt(e.get('precision'), 2)} | "
                 f"{_fmt(e.get('recall'), 2)} | {e.get('n_terms')} | {e.get('n_evaluations')} | {_fmt(e.get('wall_seconds'), 1)} |")
-    reused = sorted({e["reused_from"] for r in rows for e in r["results"].values() if "reused_from" in e})
-    if reused:
-        lines += ["", f"‡ shapiq result reused from an earlier run of the same configuration ({'; '.join(reused)}): "
-                  "same shapiq code, planted game, noise stream and test masks (`--reuse`, module docstring); "
-                  "wall times are that run's."]
     if meta.get("skipped"):
         lines += ["", "## Skipped", ""] + [f"- {s}" for s in meta["skipped"]]
     return "\n".join(lines) + "\n"
@@ -540,8 +510,6 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=25.0, help="stop starting new configurations after this")
     parser.add_argument("--only", default=None,
                         help="comma-separated family:n[:budget] filters, e.g. 'logsigmoid:128,and:1024' (others skipped)")
-    parser.add_argument("--reuse", default=None,
-                        help="comma-separated earlier result JSONs whose shapiq results are reused (module docstring)")
     parser.add_argument("--append", action="store_true",
                         help="add the rows to the existing JSON (a second process run after a cut one)")
     args = parser.parse_args()
@@ -573,15 +541,12 @@ def main() -> None:
         meta["skipped"] = [line + suffix if "not started" in line and not line.endswith(suffix) else line
                            for line in previous["meta"].get("skipped", meta["skipped"])]
         meta["appended"] = previous["meta"].get("appended", []) + [f"{args.only or 'all'} ({meta['started']})"]
-    reusable = load_reusable(args.reuse.split(",")) if args.reuse else {}
-    if reusable:
-        meta["reused"] = args.reuse
     start = time.time()
     for i, cfg in enumerate(grid):
         if (time.time() - start) / 60 > args.max_minutes:
             meta["skipped"].append(f"{len(grid) - i} configurations not started (time limit {args.max_minutes} min)")
             break
-        row = run_config(cfg, reusable)
+        row = run_config(cfg)
         rows.append(row)
         brief = {m: (round(e.get("r2_uniform", float("nan")), 4), round(e.get("r2_near_full", float("nan")), 4),
                      round(e.get("wall_seconds", float("nan")), 1)) if "error" not in e else "ERR"

@@ -24,6 +24,13 @@ the test masks do (7 of 270), and every method is fitted on those masks only (a 
 fit; uniform-mask R² is then out of its regime and reported only for completeness). Results go
 to ``engine_real_model_regime.{json,md}``.
 
+Beside each method's R² the regime run reports ProxySPEX minus the LASSO baseline on the ≤ 5 %
+masks with a 95 % paired-bootstrap interval (the 200 test masks resampled), and a *ceiling*
+diagnostic: how far richer model classes get from the same 2 000 masks (first-order ridge,
+the single-index model g(w·x), an MLP, first order plus boosted trees on the residual; and
+first-order ridge with the other near-full masks of the store added, beyond the budget). If
+none of them passes the target either, the limit is the masks, not the estimator.
+
 Evaluated masks go to ``--cache-dir`` (default ``runs/engine_real_model``, git-ignored): run the
 same command again after a kill and it resumes without re-evaluating a mask.
 """
@@ -114,6 +121,67 @@ def regime_masks(n: int, count: int, rng: np.random.Generator, exclude: np.ndarr
     return sample_masks(n, count, rng, keep_probability=1.0 - (1 + most) / 2 / n, exclude=exclude)
 
 
+def paired_bootstrap_difference(truth: np.ndarray, first: np.ndarray, second: np.ndarray, seed: int,
+                                resamples: int = 2000) -> tuple[float, float, float]:
+    """R²(first) - R²(second) on ``truth`` and its 95 % percentile interval over resampled test rows."""
+    from headspex.engine import r2_score
+
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(resamples):
+        rows = rng.integers(0, len(truth), len(truth))
+        draws.append(r2_score(truth[rows], first[rows]) - r2_score(truth[rows], second[rows]))
+    low, high = np.percentile(draws, [2.5, 97.5])
+    return r2_score(truth, first) - r2_score(truth, second), float(low), float(high)
+
+
+def ceiling(masks: np.ndarray, values: np.ndarray, test_masks: np.ndarray, test_values: np.ndarray,
+            extra: tuple[np.ndarray, np.ndarray] | None, seed: int) -> dict[str, float]:
+    """Held-out R² of richer model classes fitted on the same masks (module docstring)."""
+    import lightgbm as lgb
+    from sklearn.linear_model import RidgeCV
+    from sklearn.neural_network import MLPRegressor
+    from headspex.engine import r2_score
+
+    x, x_test = (~masks).astype(float), (~test_masks).astype(float)
+    out: dict[str, float] = {}
+    ridge = RidgeCV(alphas=np.logspace(-3, 2, 20)).fit(x, values)
+    out["first_order_ridge"] = r2_score(test_values, ridge.predict(x_test))
+    index, index_test = ridge.predict(x), ridge.predict(x_test)
+    for _ in range(5):  # single index g(w.x), g a cubic: Gauss-Newton steps on w
+        link = np.polyfit(index, values, 3)
+        slope = np.maximum(np.polyval(np.polyder(link), index), 0.2)
+        target = index + (values - np.polyval(link, index)) / slope
+        step = RidgeCV(alphas=np.logspace(-3, 2, 20)).fit(x, target, sample_weight=slope**2)
+        index, index_test = step.predict(x), step.predict(x_test)
+    out["single_index_cubic"] = r2_score(test_values, np.polyval(np.polyfit(index, values, 3), index_test))
+    mlp = MLPRegressor(hidden_layer_sizes=(256,), alpha=1.0, max_iter=2000, early_stopping=True,
+                       random_state=seed).fit(x, values)
+    out["mlp_256"] = r2_score(test_values, mlp.predict(x_test))
+    boost = lgb.LGBMRegressor(n_estimators=200, learning_rate=0.05, num_leaves=4, min_child_samples=10,
+                              random_state=seed, verbose=-1).fit(x, values - ridge.predict(x))
+    out["first_order_plus_boosted_residual"] = r2_score(test_values, ridge.predict(x_test) + boost.predict(x_test))
+    if extra is not None and len(extra[0]):
+        more = RidgeCV(alphas=np.logspace(-3, 2, 20)).fit(np.vstack([x, (~extra[0]).astype(float)]),
+                                                           np.concatenate([values, extra[1]]))
+        out[f"first_order_ridge_plus_{len(extra[0])}_store_masks"] = r2_score(test_values, more.predict(x_test))
+    return out
+
+
+def near_full_store_masks(game: Any, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Masks already in the game's store that ablate 1..2x as many heads as the test masks at most
+    and are not in ``exclude`` (the ceiling's beyond-budget diagnostic), with their values."""
+    from headspex.engine.store import mask_keys
+
+    most = 2 * max(1, int(MAX_ABLATED_SHARE * len(game.players)))
+    known = game.cached_masks()
+    taken = set(mask_keys(exclude))
+    ablated = (~known).sum(axis=1)
+    chosen = [i for i, key in enumerate(mask_keys(known)) if 1 <= ablated[i] <= most and key not in taken]
+    picked = known[chosen]
+    return picked, (game(picked) if len(picked) else np.zeros(0))
+
+
 def run(args: argparse.Namespace) -> None:
     from headspex.engine import LassoRegression, LinearBanzhaf, ProxySPEX, r2_score
 
@@ -134,6 +202,7 @@ def run(args: argparse.Namespace) -> None:
     test_values = {k: in_slices(game, v) for k, v in tests.items()}
     game_seconds = time.perf_counter() - start
     rows = []
+    predictions: dict[tuple[int, str], np.ndarray] = {}
     for budget in args.budgets:
         subset = np.arange(len(masks)) if budget >= len(masks) else nested_subset(labels, budget, rng)
         near_subset = subset[labels[subset] == "near"]
@@ -152,12 +221,24 @@ def run(args: argparse.Namespace) -> None:
                      "winner": result.diagnostics.get("winner", result.diagnostics.get("basis"))}
             for key, test_masks in tests.items():
                 entry[f"r2_{key}"] = r2_score(test_values[key], result.interactions(test_masks))
+            predictions[(int(len(subset)), name)] = result.interactions(tests["sparse_le5pct"])
             rows.append(entry)
             print(entry, flush=True)
+    versus = []  # ProxySPEX minus the LASSO baseline, paired over the same test masks
+    for budget in sorted({b for b, _ in predictions}):
+        if (budget, "proxyspex") in predictions and (budget, "lasso_order2") in predictions:
+            diff, low, high = paired_bootstrap_difference(test_values["sparse_le5pct"], predictions[(budget, "proxyspex")],
+                                                          predictions[(budget, "lasso_order2")], args.seed)
+            versus.append({"budget": budget, "difference": diff, "ci95": [low, high]})
+    limits = {}
+    if regime:
+        extra = near_full_store_masks(game, np.concatenate([masks, *tests.values()]))
+        limits = ceiling(masks, values, tests["sparse_le5pct"], test_values["sparse_le5pct"], extra, args.seed)
+        print({"ceiling": limits}, flush=True)
     design = (f"regime: every mask ablates each head w.p. {float((~masks).mean()):.4f} (mean {ablated.mean():.2f} heads)"
               if regime else "ProxySPEX design, near_full_fraction=%.2f" % args.near_full_fraction)
     out = {"subject": args.subject, "n_questions": args.n_questions, "players": n, "game_seconds": game_seconds,
-           "design": design, "rows": rows}
+           "design": design, "rows": rows, "proxyspex_minus_lasso": versus, "ceiling": limits}
     stem = "engine_real_model_regime" if regime else "engine_real_model"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(out, indent=1))
@@ -167,6 +248,13 @@ def run(args: argparse.Namespace) -> None:
              "| masks | method | masks fitted | R² ≤5 % ablated | R² uniform | winner |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['budget']} | {r['method']} | {r['fit_masks']} | {r['r2_sparse_le5pct']:.3f} | {r['r2_uniform']:.3f} "
               f"| {r['winner']} |" for r in rows]
+    lines += ["", "ProxySPEX minus the LASSO baseline (`lasso_order2`, whose order drops to 1 where all pairs do not fit) "
+              "on the ≤ 5 % masks, 95 % paired bootstrap over the test masks:", ""]
+    lines += [f"- {v['budget']} masks: {v['difference']:+.3f} [{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]" for v in versus]
+    if limits:
+        lines += ["", f"Ceiling: richer model classes on the same {len(masks)} masks, R² on the ≤ 5 % test masks "
+                  "(the last row uses more masks than the budget):", "", "| model | R² ≤5 % ablated |", "|---|---|"]
+        lines += [f"| {k} | {v:.3f} |" for k, v in limits.items()]
     lines += [""] if regime else ["", "`lasso_order1_near_full_only` is a diagnostic, not a method of the engine: the first-order LASSO "
               "fitted on only the near-full masks of the same budget (those ablating ≤ 20 % of the heads). "]
     lines += [f"The game's {len(masks) + 2 * args.n_test} masks are kept in `{args.cache_dir}`, so a rerun refits "

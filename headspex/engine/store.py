@@ -145,6 +145,13 @@ class MaskStore:
     def __contains__(self, mask: np.ndarray) -> bool:
         return mask_key(mask) in self.rows
 
+    def masks(self) -> np.ndarray:
+        """Every stored mask, in the order stored: bool[len(self), n_players]."""
+        if not self.rows:
+            return np.zeros((0, self.n_players), dtype=bool)
+        packed = np.frombuffer(b"".join(self.rows), dtype=np.uint8).reshape(len(self.rows), -1)
+        return np.unpackbits(packed, axis=1, count=self.n_players).astype(bool)
+
     def get(self, mask: np.ndarray) -> np.ndarray | None:
         """The stored array of one mask ``bool[n]``, or None."""
         return self.rows.get(mask_key(mask))

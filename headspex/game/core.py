@@ -314,6 +314,10 @@ class AblationGame:
     def n_cached_masks(self) -> int:
         return len(self._store)
 
+    def cached_masks(self) -> np.ndarray:
+        """Every mask evaluated so far (this session or, with ``cache_dir``, earlier ones): bool[k, n]."""
+        return self._store.masks()
+
     # ------------------------------------------------------------------ evaluation
 
     def _logits_for(self, masks: np.ndarray) -> np.ndarray:

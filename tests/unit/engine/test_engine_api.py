@@ -77,6 +77,8 @@ def test_store_is_shared_and_resumes_from_disk(tmp_path) -> None:
     assert again.interactions.as_dict() == first.interactions.as_dict()
     with pytest.raises(EngineError, match="store holds masks over 7 players"):
         LinearBanzhaf().fit(CountingGame(5), 30, store=store, progress=False)
+    # The reopened store lists exactly the masks the game was asked for.
+    assert sorted(bytes(np.packbits(row)) for row in store.masks()) == sorted(game.masks_seen)
 
 
 def test_per_item_values_are_averaged() -> None:
