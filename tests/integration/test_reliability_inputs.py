@@ -131,7 +131,9 @@ def test_conclusions_from_unfaithful_fits_are_flagged_and_no_verdict_is_issued(t
     assert structure["claim"]["verdict"].startswith("not issued")
     assert sorted(structure["faithfulness"]["untrusted_units"]) == sorted(r2)
     assert all(row["trusted"] is False for row in structure["per_layer"])
-    assert "**Warning: not to be trusted.**" in report and "not to be trusted)" in report
+    assert "**Warning: not to be trusted.**" in report
+    # Cross-validation that never saw its validation rows finds no interaction in pure noise.
+    assert all(term["order"] < 2 for unit in run.units.values() for term in unit.top)
 
     structure, report, run = _structure_and_report(LinearGame(), tmp_path / "linear")
     assert min(unit.faithfulness["uniform"] for unit in run.units.values()) > 0.9
