@@ -364,6 +364,11 @@ def write_report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _seed(row: dict[str, Any]) -> str:
+    """`` seed=k`` for replicate rows (seed 0 is the grid's own, left unsaid)."""
+    return f" seed={row['seed']}" if row.get("seed", 0) else ""
+
+
 def _r2(entry: dict[str, Any], key: str) -> float | None:
     value = entry.get(key) if entry and "error" not in entry else None
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
@@ -383,7 +388,7 @@ def _engine2_targets(rows: list[dict[str, Any]]) -> list[str]:
             if mine is None or not rivals:
                 continue
             best_m = max(rivals, key=rivals.get)
-            line = (f"{r['family']} n={r['n']} budget={r['budget']} {key[3:]}: headspex {mine:.4f} vs "
+            line = (f"{r['family']} n={r['n']} budget={r['budget']}{_seed(r)} {key[3:]}: headspex {mine:.4f} vs "
                     f"{best_m} {rivals[best_m]:.4f}")
             if mine >= rivals[best_m] - 1e-4:
                 wins += 1
@@ -403,7 +408,7 @@ def _engine2_targets(rows: list[dict[str, Any]]) -> list[str]:
         h, lasso = r["results"].get("headspex", {}), r["results"].get("lasso", {})
         for key in ("r2_uniform", "r2_near_full"):
             if _r2(h, key) is not None and _r2(lasso, key) is not None and _r2(h, key) < _r2(lasso, key) - 1e-4:
-                lasso_losses.append(f"{r['family']} n={r['n']} budget={r['budget']} {key[3:]}: "
+                lasso_losses.append(f"{r['family']} n={r['n']} budget={r['budget']}{_seed(r)} {key[3:]}: "
                                     f"{_r2(h, key):.4f} < lasso {_r2(lasso, key):.4f}")
     n_lasso = sum(1 for r in rows if "lasso" in r["results"] and "error" not in r["results"]["lasso"])
     out.append(f"- **Never below the LASSO baseline**: {2 * n_lasso - len(lasso_losses)}/{2 * n_lasso} met"
@@ -463,7 +468,7 @@ def _targets(rows: list[dict[str, Any]]) -> list[str]:
         for key in ("r2_uniform", "r2_near_full"):
             comparisons += 1
             if h[key] < s[key]:
-                losses.append(f"{r['family']} n={r['n']} s={r['s']} budget={r['budget']} {key}: "
+                losses.append(f"{r['family']} n={r['n']} s={r['s']} budget={r['budget']}{_seed(r)} {key}: "
                               f"headspex {h[key]:.4f} < shapiq {s[key]:.4f} (by {s[key] - h[key]:.4f})")
     out.append(f"1. **R² ≥ shapiq ProxySPEX at every budget/family (uniform and near-full)**: "
                f"{comparisons - len(losses)}/{comparisons} comparisons met." + ("" if not losses else " Misses:"))
@@ -512,6 +517,8 @@ def main() -> None:
     parser.add_argument("--max-minutes", type=float, default=25.0, help="stop starting new configurations after this")
     parser.add_argument("--only", default=None,
                         help="comma-separated family:n[:budget] filters, e.g. 'logsigmoid:128,and:1024' (others skipped)")
+    parser.add_argument("--seeds", default=None,
+                        help="comma-separated seeds: run every selected configuration once per seed (replicates)")
     parser.add_argument("--append", action="store_true",
                         help="add the rows to the existing JSON (a second process run after a cut one)")
     args = parser.parse_args()
@@ -526,6 +533,8 @@ def main() -> None:
         wanted = [tuple(part.split(":")) for part in args.only.split(",")]
         grid = [c for c in grid if any(c["family"] == w[0] and str(c["n"]) == w[1] and (len(w) < 3 or str(c["budget"]) == w[2])
                                        for w in wanted)]
+    if args.seeds:
+        grid = [{**c, "seed": int(seed)} for c in grid for seed in args.seeds.split(",")]
     meta = {"mode": "quick" if args.quick else "full", "started": time.strftime("%Y-%m-%d %H:%M:%S"),
             "machine": f"{platform.machine()}, {platform.python_version()}, {__import__('os').cpu_count()} cores",
             "n_planned": len(grid), "skipped": [
