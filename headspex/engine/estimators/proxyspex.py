@@ -34,8 +34,9 @@ from ...errors import EngineError
 #: :func:`~headspex.engine.search.extra_searches`.
 SOURCES = ("proxy", "pursuit", "lasso", "coded", "anchored")
 #: The anchored removal candidate wins when its CV error is within this factor of the best:
-#: it is exact where at most 2 players are ablated, and its nested CV is pessimistic next to
-#: the proxy's (whose ranking saw every row). Measured on the trained induction model.
+#: it is exact where at most 2 players are ablated, which a CV over mostly larger ablations does
+#: not reward. Measured on the trained induction model (with the proxy's CV shared and nested
+#: alike: the winners there did not change).
 ANCHOR_TOLERANCE = 1.5
 #: First prefix length the CV scores; doubled while the best size sits in its last fifth.
 SELECT_HEAD = 256
