@@ -375,7 +375,6 @@ def lasso_search(
     n_alphas: int = 15,
     fit_intercept: bool = True,
     row_weights: np.ndarray | None = None,
-    min_alpha_ratio: float = 1e-2,
     fold_pools: Sequence[Sequence[Subset]] | None = None,
 ) -> dict[str, object]:
     """LASSO over the pool's terms, penalty chosen on ``folds`` (the other candidates' folds).
@@ -401,8 +400,8 @@ def lasso_search(
     centred = design - design.mean(axis=0) if fit_intercept else design
     target = values - values.mean() if fit_intercept else values
     alpha_max = float(np.max(np.abs(centred.T @ target))) / len(values) or 1.0
-    # Penalties below min_alpha_ratio of the largest are left out: they converge slowly.
-    alphas = alpha_max * np.logspace(0, np.log10(min_alpha_ratio), n_alphas)
+    # Penalties below 1 % of the largest are left out: they converge slowly and overfit.
+    alphas = alpha_max * np.logspace(0, -2, n_alphas)
     all_rows = np.arange(len(values))
     errors = np.zeros(n_alphas)
 
