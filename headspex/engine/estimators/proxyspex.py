@@ -320,10 +320,13 @@ class ProxySPEX(Estimator):
         # basis, OR-like (redundancy, backup heads) in the removal basis, parities in Fourier.
         fold_coefficients = (self._fold_proxies(features, values, folds, proxy_info["depth"], rng)
                              if self.nested_ranking else None)
+        # Each fold's own ranking per basis (the Fourier ones also serve the coded candidate).
+        fold_rankings: dict[str, list[list[Subset]]] = {} if fold_coefficients is None else {
+            basis: [self._rank(basis, c, cap) for c in fold_coefficients] for basis in {*self.bases, "fourier"}}
         searches: dict[str, dict[str, Any]] = {}
         for basis in self.bases:
             found = self._search(basis, masks, values, features, coefficients, proxy_info["depth"], folds, cap, rng,
-                                 fold_coefficients)
+                                 fold_rankings.get(basis))
             searches[f"proxy:{basis}"] = {"basis": basis, **found}
         others = extra_searches(
             masks, values, folds, coefficients, self._ranked_candidates(coefficients, cap), self.max_order, cap,
@@ -331,8 +334,7 @@ class ProxySPEX(Estimator):
             ladder=ladder if ladder[0] else None, row_weights=self._row_weights,
             pursuit_bases=[b for b in ("fourier", "removal") if "pursuit" in self.sources],
             lasso="lasso" in self.sources, fold_proxy_fourier=fold_coefficients,
-            fold_fallback_rankings=(None if fold_coefficients is None
-                                    else [self._ranked_candidates(c, cap) for c in fold_coefficients]),
+            fold_fallback_rankings=fold_rankings.get("fourier"),
         )
         searches.update(others)
         self._row_weights = None
@@ -412,13 +414,11 @@ class ProxySPEX(Estimator):
         folds: list[np.ndarray],
         cap: int,
         rng: np.random.Generator,
-        fold_coefficients: list[dict[Subset, float]] | None = None,
+        fold_rankings: list[list[Subset]] | None = None,
     ) -> dict[str, Any]:
-        """Rank candidates, pick the support size by CV (nested when ``fold_coefficients``, one
-        proxy's coefficients per fold, are given), then grow it from residual proxies."""
+        """Rank candidates, pick the support size by CV (nested when ``fold_rankings``, one per
+        fold from a proxy fitted without its rows, are given), then grow it from residual proxies."""
         ranking = self._rank(basis, coefficients, cap)
-        fold_rankings = (None if fold_coefficients is None
-                         else [self._rank(basis, c, cap) for c in fold_coefficients])
         k, nested_mse, _ = self._select(masks, values, ranking, folds, basis, fold_rankings)
         # Growth rounds compare prefixes of all-rows rankings (one residual proxy, fitted on all
         # rows, so their CV gain is optimistic: measured on 270 SmolLM2 heads at 500 masks, it
