@@ -31,6 +31,7 @@ import numpy as np
 from .errors import ReportError
 from .engine import EngineResult, Interactions, all_masks, basis_matrix, r2_score
 from .engine.interactions import subsets_up_to_order
+from .engine.links import require_identity_link
 from .attribution.rundir import FAITHFULNESS_THRESHOLD, fit_is_trusted, held_out_r2
 
 STRUCTURE_FORMAT = "headspex.structure/1"
@@ -130,6 +131,7 @@ def first_order_r2(engine: EngineResult) -> dict[str, dict[str, float]]:
     Returns:
         ``{label: {"first_order": R², "full": R², "gap": full - first_order}}``.
     """
+    require_identity_link(engine, "the structure report")
     n = engine.masks.shape[1]
     linear_support = subsets_up_to_order(n, 1)
     design = basis_matrix(engine.masks, linear_support, "fourier")

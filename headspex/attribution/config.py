@@ -107,6 +107,10 @@ class AttributionConfig:
         """The ProxySPEX estimator of this configuration (an :class:`AttributionError` for bad options)."""
         from ..engine import ProxySPEX
 
+        if self.estimator_options.get("link", "identity") != "identity":
+            # The run's outputs (Shapley values, structure, reports) are read as values of the game.
+            raise AttributionError("estimator_options: the attribution pipeline needs link='identity' (it reports "
+                                   "interactions of the game's value); fit a link with the engine API instead")
         try:
             return ProxySPEX(max_order=self.max_order, seed=self.seed, **self.estimator_options)
         except TypeError as error:  # an unknown keyword in estimator_options

@@ -30,6 +30,7 @@ from ..engine import (
     shapley_matrix,
 )
 from ..engine.interactions import Subset
+from ..engine.links import require_identity_link
 from ..engine.store import CorruptFileWarning
 from ..errors import HeadspexError
 from ..io import move_aside, to_jsonable
@@ -71,6 +72,7 @@ def exact_comparison(exact: Interactions, proxy: EngineResult, top_k: int = 10) 
         ``top_overlap`` (shared share of the top-k order>=1 Fourier terms), ``top2_overlap`` (same
         for order >= 2), ``banzhaf_pearson``, ``banzhaf_max_abs_diff``, ``budget``, faithfulness.
     """
+    require_identity_link(proxy, "the exact-vs-ProxySPEX comparison")
     masks = all_masks(exact.n_players)
     exact_values, proxy_values = exact(masks), proxy.interactions(masks)
     exact_four, proxy_four = exact.to_fourier(), proxy.interactions.to_fourier()

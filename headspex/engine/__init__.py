@@ -33,6 +33,7 @@ from .interactions import (
     fourier_to_mobius_dict,
     mobius_to_fourier_dict,
 )
+from .links import LINKS, link_forward, link_inverse, require_identity_link
 from .result import EngineResult, faithfulness, r2_score
 from .sampling import NEAR_FULL_KEEP, evaluate_masks, sample_masks
 from .store import MaskStore, MaskStoreError, mask_key, mask_keys
@@ -41,6 +42,10 @@ from .values import banzhaf_matrix, bootstrap_coefficients, percentile_interval,
 
 __all__ = [
     "BASES",
+    "LINKS",
+    "link_forward",
+    "link_inverse",
+    "require_identity_link",
     "convert_terms",
     "inverse_removal_dense",
     "removal_transform_dense",

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .interactions import Interactions, check_masks
+from .links import check_link, link_inverse
 from .sampling import check_values, evaluate_masks, sample_masks
 from ..errors import EngineError
 from ..io import to_jsonable
@@ -77,6 +78,9 @@ class EngineResult:
         n_fit_evaluations, n_test_evaluations: the split of ``n_evaluations``.
         fit_seconds: wall time of the estimation (excluding value-function calls).
         method: estimator name; config: its hyper-parameters; diagnostics: extra information.
+        link: the scale the interactions were fitted on (:mod:`headspex.engine.links`):
+            ``"identity"`` (the values themselves) or ``"logodds"`` (then ``interactions`` are of
+            the log-odds and :meth:`predict` maps them back to the values' scale).
     """
 
     interactions: Interactions
@@ -93,11 +97,17 @@ class EngineResult:
     method: str
     config: dict[str, Any] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    link: str = "identity"
+
+    def predict(self, masks: np.ndarray) -> np.ndarray:
+        """The fitted value of each mask on the values' own scale, float64[m] for bool[m, n]
+        (``interactions(masks)`` through the inverse link)."""
+        return link_inverse(self.link, self.interactions(masks))
 
     def __repr__(self) -> str:
         faith = ", ".join(f"{k}={v:.4f}" for k, v in self.faithfulness.items())
         return (
-            f"EngineResult(method={self.method!r}, n_terms={len(self.interactions)}, "
+            f"EngineResult(method={self.method!r}, link={self.link!r}, n_terms={len(self.interactions)}, "
             f"n_evaluations={self.n_evaluations}, faithfulness={{{faith}}}, fit_seconds={self.fit_seconds:.2f})"
         )
 
@@ -114,6 +124,7 @@ class EngineResult:
             "n_test_evaluations": self.n_test_evaluations,
             "fit_seconds": self.fit_seconds,
             "method": self.method,
+            "link": self.link,
             "config": self.config,
             "diagnostics": to_jsonable(self.diagnostics),
         }
@@ -148,4 +159,5 @@ class EngineResult:
             method=meta["method"],
             config=meta["config"],
             diagnostics=meta.get("diagnostics", {}),
+            link=check_link(meta.get("link", "identity")),
         )

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..exact import MAX_DENSE_PLAYERS, all_masks
 from ..interactions import Interactions, Subset, check_masks
+from ..links import check_link, link_forward, link_inverse
 from ..result import EngineResult, r2_score
 from ..sampling import NEAR_FULL_KEEP, check_values, evaluate_masks, sample_masks
 from ..store import MaskStore, mask_keys
@@ -37,6 +38,9 @@ class Estimator:
         near_full_fraction: share of the fit budget drawn "near-full" (each player kept w.p.
             ``near_full_keep``) instead of uniform (kept w.p. 1/2).
         near_full_keep: keep probability of the near-full share.
+        link: ``"identity"`` fits the values themselves; ``"logodds"`` fits the log-odds of values
+            that are log-probabilities (saturating games; :mod:`headspex.engine.links`), and the
+            result's :meth:`~headspex.engine.result.EngineResult.predict` maps back to nats.
     """
 
     method = "estimator"
@@ -50,6 +54,7 @@ class Estimator:
         seed: int | None = 0,
         near_full_fraction: float = 0.0,
         near_full_keep: float = NEAR_FULL_KEEP,
+        link: str = "identity",
     ) -> None:
         if max_order < 1:
             raise EngineError(f"max_order must be >= 1, got {max_order}")
@@ -59,6 +64,7 @@ class Estimator:
         self.seed = seed
         self.near_full_fraction = float(near_full_fraction)
         self.near_full_keep = float(near_full_keep)
+        self.link = check_link(link)
 
     # ---------------------------------------------------------------- helpers
     def get_config(self) -> dict[str, Any]:
@@ -232,13 +238,14 @@ class Estimator:
         n_players = masks.shape[1]
         if player_names is not None and len(player_names) != n_players:
             raise EngineError(f"player_names has {len(player_names)} entries but n_players={n_players}")
+        fitted = link_forward(self.link, values)  # refuses values the link cannot take
         start = time.perf_counter()
-        terms, diagnostics = self._fit_core(masks, values, rng)
+        terms, diagnostics = self._fit_core(masks, fitted, rng)
         fit_seconds = time.perf_counter() - start
         interactions = Interactions(terms, n_players, basis="fourier", player_names=player_names)
         faith: dict[str, float] = {}
         if len(test_masks):
-            predictions = interactions(test_masks)
+            predictions = link_inverse(self.link, interactions(test_masks))
             for label in dict.fromkeys(test_labels.tolist()):
                 rows = test_labels == label
                 faith[label] = r2_score(test_values[rows], predictions[rows])
@@ -259,6 +266,7 @@ class Estimator:
             method=self.method,
             config=config,
             diagnostics=diagnostics,
+            link=self.link,
         )
 
     def _fit_core(

@@ -71,8 +71,8 @@ class LassoRegression(Estimator):
 
     def __init__(self, max_order: int = 2, seed: int | None = 0, cv: int = 3, n_alphas: int = 30,
                  max_design_floats: float = 3e7, near_full_fraction: float = 0.0,
-                 near_full_keep: float = NEAR_FULL_KEEP) -> None:
-        super().__init__(max_order, seed, near_full_fraction, near_full_keep)
+                 near_full_keep: float = NEAR_FULL_KEEP, link: str = "identity") -> None:
+        super().__init__(max_order, seed, near_full_fraction, near_full_keep, link)
         self.cv = int(cv)
         self.n_alphas = int(n_alphas)
         self.max_design_floats = float(max_design_floats)

@@ -83,6 +83,9 @@ class ProxySPEX(Estimator):
        ~0, i.e. least squares); LASSO and anchored winners keep their own coefficients.
        ``diagnostics["winner"]`` names the source and basis, ``diagnostics["basis"]`` the basis.
 
+    ``link="logodds"`` runs all of it on the log-odds of log-probability values (saturating
+    games, :mod:`headspex.engine.links`); the result's ``predict`` maps back to nats.
+
     ``selection="energy"`` reproduces the reference post-processing (keep the coefficients
     covering ``energy_threshold`` of the energy, RidgeCV refit) for ablations.
     """
@@ -114,8 +117,9 @@ class ProxySPEX(Estimator):
         balance: bool = True,
         anchor_tolerance: float = ANCHOR_TOLERANCE,
         nested_ranking: bool = True,
+        link: str = "identity",
     ) -> None:
-        super().__init__(max_order, seed, near_full_fraction, near_full_keep)
+        super().__init__(max_order, seed, near_full_fraction, near_full_keep, link)
         if support_rule not in ("min", "one_se"):
             raise EngineError(f"support_rule must be 'min' or 'one_se', got {support_rule!r}")
         self.support_rule = support_rule

@@ -1,0 +1,93 @@
+"""Link functions (headspex.engine.links): the log-odds scale for saturating log-probability games."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from headspex.attribution import AttributionConfig, AttributionError
+from headspex.engine import EngineResult, LassoRegression, ProxySPEX, all_masks, link_forward, link_inverse, r2_score
+from headspex.errors import EngineError
+from headspex.structure import first_order_r2
+
+N_PLAYERS = 10
+#: The planted log-odds: a constant, five single-head effects and one pair (Fourier terms on the
+#: ±1 encoding, kept = +1), far enough from 0 that log p saturates near the full model.
+PLANTED = {(): 2.0, (0,): 1.1, (2,): 0.9, (4,): 0.8, (6,): 1.0, (8,): 0.7, (2, 6): 0.6}
+
+
+def planted_logodds(masks: np.ndarray) -> np.ndarray:
+    """The planted log-odds of each mask, computed term by term (independent of the engine)."""
+    signs = np.where(np.asarray(masks, dtype=bool), 1.0, -1.0)
+    return np.array([sum(c * math.prod(row[i] for i in s) for s, c in PLANTED.items()) for row in signs])
+
+
+def planted_logprob(masks: np.ndarray) -> np.ndarray:
+    """log p of the correct answer, p = 1 / (1 + e^-z), by the scalar formula."""
+    return np.array([math.log(1.0 / (1.0 + math.exp(-z))) for z in planted_logodds(masks)])
+
+
+def test_logodds_round_trip_matches_the_scalar_formula() -> None:
+    values = np.array([-1e-12, -1e-6, -0.003, -0.5, -1.0, -7.0, -40.0])
+    expected = np.array([math.log(math.exp(v) / (1.0 - math.exp(v))) if v < -1e-3 else v - math.log(-math.expm1(v))
+                         for v in values])
+    np.testing.assert_allclose(link_forward("logodds", values), expected, rtol=1e-9)
+    np.testing.assert_allclose(link_inverse("logodds", link_forward("logodds", values)), values, rtol=1e-9, atol=1e-15)
+    np.testing.assert_array_equal(link_forward("identity", values), values)
+
+
+@pytest.mark.parametrize("bad", [0.0, 0.2])
+def test_logodds_refuses_values_that_are_not_log_probabilities(bad: float) -> None:
+    masks = all_masks(5)
+    values = np.full(len(masks), -1.0)
+    values[3] = bad
+    with pytest.raises(EngineError, match="log-probabilities < 0"):
+        ProxySPEX(link="logodds").fit_samples(masks, values)
+    with pytest.raises(EngineError, match="link must be one of"):
+        ProxySPEX(link="logit")
+
+
+def test_logodds_fit_recovers_the_planted_logodds_and_predicts_log_probabilities() -> None:
+    rng = np.random.default_rng(0)
+    masks = rng.random((160, N_PLAYERS)) < 0.5
+    near_full = rng.random((80, N_PLAYERS)) < 0.9
+    fit_masks = np.unique(np.concatenate([masks, near_full]), axis=0)
+    result = ProxySPEX(max_order=2, seed=0, link="logodds").fit_samples(fit_masks, planted_logprob(fit_masks))
+    fitted = result.interactions.as_dict()
+    for subset, coef in PLANTED.items():
+        assert fitted.get(subset, 0.0) == pytest.approx(coef, abs=1e-6)
+    assert sum(abs(c) for s, c in fitted.items() if s not in PLANTED) < 1e-5
+    every = all_masks(N_PLAYERS)
+    np.testing.assert_allclose(result.predict(every), planted_logprob(every), atol=1e-6)
+    # The identity link on the same masks cannot be exact at order 2: log p of a sum is dense.
+    plain = ProxySPEX(max_order=2, seed=0).fit_samples(fit_masks, planted_logprob(fit_masks))
+    assert np.max(np.abs(plain.predict(every) - planted_logprob(every))) > 1e-3
+
+
+def test_held_out_r2_and_saved_result_are_on_the_value_scale(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    fit_masks = np.unique(rng.random((200, N_PLAYERS)) < 0.6, axis=0)
+    test_masks = rng.random((60, N_PLAYERS)) < 0.8
+    truth = planted_logprob(test_masks)
+    result = LassoRegression(max_order=1, link="logodds").fit_samples(
+        fit_masks, planted_logprob(fit_masks), test_masks=test_masks, test_values=truth)
+    by_formula = -np.log1p(np.exp(-result.interactions(test_masks)))
+    assert result.faithfulness["test"] == pytest.approx(r2_score(truth, by_formula), abs=1e-12)
+    result.save(tmp_path / "fit")
+    loaded = EngineResult.load(tmp_path / "fit")
+    assert loaded.link == "logodds"
+    np.testing.assert_allclose(loaded.predict(test_masks), by_formula, atol=1e-12)
+
+
+def test_consumers_that_read_values_refuse_a_logodds_fit() -> None:
+    rng = np.random.default_rng(2)
+    fit_masks = np.unique(rng.random((120, N_PLAYERS)) < 0.5, axis=0)
+    test_masks = rng.random((30, N_PLAYERS)) < 0.5
+    result = LassoRegression(max_order=1, link="logodds").fit_samples(
+        fit_masks, planted_logprob(fit_masks), test_masks=test_masks, test_values=planted_logprob(test_masks))
+    with pytest.raises(EngineError, match="link='identity'"):
+        first_order_r2(result)
+    with pytest.raises(AttributionError, match="link='identity'"):
+        AttributionConfig(budget=40, estimator_options={"link": "logodds"}).estimator()
