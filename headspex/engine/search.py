@@ -12,6 +12,11 @@
   hundreds of players the pairs of the pool cost more variance than they explain (measured on
   270 SmolLM2 heads, :mod:`benchmarks.engine_real_model`), and this is the model a LASSO
   baseline falls back to at large n, so the CV always has it;
+* ``ridge1:fourier`` and ``ridge2:fourier`` — dense ridge over *every* term of order 1 (and of
+  order <= 2 where they fit), penalty chosen on the same folds: the model for functions that
+  are dense at low order (many heads each matter a little; every pair of a saturating head set
+  on the log-odds), where any sparse support leaves variance behind (rows x terms <=
+  ``RIDGE_MAX_CELLS``);
 * ``coded:fourier`` — the terms decoded from a coded design (no marginal signal needed),
   followed by the proxy's Fourier ranking, support size by CV;
 * ``anchored:removal`` — when the masks hold a removal ladder: exact low-order removal terms
@@ -23,6 +28,7 @@ the caller compares ``cv_mse`` with its own searches and refits the winner.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,13 +38,14 @@ from .anchored import anchored_search
 from .candidates import (
     cv_prefix_errors,
     lasso_search,
+    ridge_search,
     marginal_scores,
     nested_prefix_errors,
     nested_pursuit,
     screening_pool,
 )
 from .coded import CodedDesign, decode_coded
-from .interactions import Subset, basis_matrix, convert_terms
+from .interactions import Subset, basis_matrix, convert_terms, subsets_up_to_order
 from .store import mask_keys
 
 #: Screened pool size of the pursuit (columns); bounds its cost at O(m * pool) per step.
@@ -47,6 +54,9 @@ PURSUIT_POOL = 1500
 PURSUIT_MAX_TERMS = 300
 #: The LASSO candidate runs while rows x pool columns stay below this (its cost grows with both).
 LASSO_MAX_CELLS = 4e6
+#: A dense ridge candidate runs while rows x terms stay below this (one eigendecomposition per
+#: fold; at n = 1 024 with 5 000 masks the first-order one would cost a third of the fit).
+RIDGE_MAX_CELLS = 4e6
 
 
 def player_scores(masks: np.ndarray, values: np.ndarray, proxy_fourier: dict[Subset, float]) -> np.ndarray:
@@ -119,6 +129,7 @@ def extra_searches(
     pursuit_bases: Sequence[str] = ("fourier", "removal"),
     row_weights: np.ndarray | None = None,
     lasso: bool = True,
+    ridge: bool = True,
     fold_proxy_fourier: Sequence[dict[Subset, float]] | None = None,
     fold_fallback_rankings: Sequence[list[Subset]] | None = None,
 ) -> dict[str, dict[str, Any]]:
@@ -134,7 +145,8 @@ def extra_searches(
         coded: the coded design among ``masks``, if any.
         ladder: ``(K, rows)`` from :func:`~headspex.engine.anchored.detect_ladder` (K >= 1).
         row_weights: validation weights (:func:`~headspex.engine.candidates.regime_weights`).
-        pursuit_bases: bases of the pursuit candidates (empty: none); lasso: run the LASSO one.
+        pursuit_bases: bases of the pursuit candidates (empty: none); lasso, ridge: run the LASSO
+            and the dense ridge candidates.
         fold_proxy_fourier: one proxy per fold, fitted without that fold's rows: the pursuit and
             LASSO pools are then screened inside every fold too, so their CV errors are honest.
         fold_fallback_rankings: the same proxies' Fourier rankings, the coded candidate's nested
@@ -160,6 +172,11 @@ def extra_searches(
     if lasso and len(singles) < len(pool):
         out["lasso1:fourier"] = {"basis": "fourier", **lasso_search(masks, values, "fourier", singles, folds,
                                                                    row_weights=row_weights)}
+    for order in (1, 2)[: min(max_order, 2)] if ridge else ():
+        if m * sum(math.comb(n, k) for k in range(1, order + 1)) <= RIDGE_MAX_CELLS:
+            dense = subsets_up_to_order(n, order, min_order=1)
+            out[f"ridge{order}:fourier"] = {"basis": "fourier", **ridge_search(masks, values, "fourier", dense, folds,
+                                                                                  row_weights=row_weights)}
     if coded is not None:
         found_coded = coded_search(masks, values, coded, folds, fallback_ranking, max_order, cap, row_weights,
                                    fold_fallback_rankings)

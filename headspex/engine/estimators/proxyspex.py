@@ -32,7 +32,7 @@ from ...errors import EngineError
 
 #: Candidate sources: the tree proxy (in each basis of ``bases``) and the others of
 #: :func:`~headspex.engine.search.extra_searches`.
-SOURCES = ("proxy", "pursuit", "lasso", "coded", "anchored")
+SOURCES = ("proxy", "pursuit", "lasso", "ridge", "coded", "anchored")
 #: The anchored removal candidate wins when its CV error is within this factor of the best:
 #: it is exact where at most 2 players are ablated, which a CV over mostly larger ablations does
 #: not reward. Measured on the trained induction model (with the proxy's CV shared and nested
@@ -75,12 +75,13 @@ class ProxySPEX(Estimator):
        own CV gain is optimistic (its residual proxy saw every row) and is not credited.
     7. **Other candidate sets** (``sources``, :mod:`headspex.engine.search`) on the same folds:
        matching pursuit and LASSO over screened low-order terms (no tree needed, so never much
-       worse than a LASSO baseline), terms decoded from the coded design (no marginal signal
-       needed), and the anchored removal fit when the ladder is there. Validation errors weigh
+       worse than a LASSO baseline), dense ridge over every term of order 1 (and 2 where they
+       fit: functions dense at low order), terms decoded from the coded design (no marginal
+       signal needed), and the anchored removal fit when the ladder is there. Validation errors weigh
        uniform and near-full masks alike (``balance``); ladder rows are never validated.
     8. The lowest CV error wins (anchored within ``anchor_tolerance`` of it); **refit** of its
        selected coefficients on all samples by ridge with a GCV-chosen penalty (grid starting at
-       ~0, i.e. least squares); LASSO and anchored winners keep their own coefficients.
+       ~0, i.e. least squares); LASSO, ridge and anchored winners keep their own coefficients.
        ``diagnostics["winner"]`` names the source and basis, ``diagnostics["basis"]`` the basis.
 
     ``link="logodds"`` runs all of it on the log-odds of log-probability values (saturating
@@ -337,7 +338,7 @@ class ProxySPEX(Estimator):
             coded=self._coded if "coded" in self.sources else None,
             ladder=ladder if ladder[0] else None, row_weights=self._row_weights,
             pursuit_bases=[b for b in ("fourier", "removal") if "pursuit" in self.sources],
-            lasso="lasso" in self.sources, fold_proxy_fourier=fold_coefficients,
+            lasso="lasso" in self.sources, ridge="ridge" in self.sources, fold_proxy_fourier=fold_coefficients,
             fold_fallback_rankings=fold_rankings.get("fourier"),
         )
         searches.update(others)

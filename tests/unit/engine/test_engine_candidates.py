@@ -19,6 +19,7 @@ from headspex.engine.candidates import (
     cv_prefix_errors,
     pursuit_ranking,
     rank_terms,
+    ridge_search,
     screening_pool,
 )
 from headspex.engine.coded import coded_design, decode_coded, plan_coded
@@ -158,3 +159,29 @@ def test_column_spread_equals_the_std_of_the_design_columns(basis: str) -> None:
     subsets = [(), (3,), (1, 4), (0, 2, 5), (6, 7, 8, 9)]
     expected = basis_matrix(masks, subsets, basis).std(axis=0)
     np.testing.assert_allclose(column_spread(masks, subsets, basis), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_players", [6, 40])  # primal (terms <= rows) and dual (terms > rows) forms
+def test_ridge_search_matches_sklearn_ridge_fold_by_fold(n_players: int) -> None:
+    from sklearn.linear_model import Ridge
+
+    rng = np.random.default_rng(5)
+    masks = rng.random((90, n_players)) < 0.5
+    signs = np.where(masks, 1.0, -1.0)
+    values = 0.7 * signs[:, 0] - 0.4 * signs[:, 1] * signs[:, 2] + 0.3 + 0.1 * rng.normal(size=90)
+    terms = [(i,) for i in range(n_players)] + list(combinations(range(n_players), 2))
+    folds = np.array_split(rng.permutation(90), 3)
+    found = ridge_search(masks, values, "fourier", terms, folds)
+    design = np.stack([math.prod(signs[:, i] for i in s) * np.ones(90) for s in terms], axis=1)
+    alpha = found["alpha"]
+    loop = []
+    for val in folds:  # the same penalty, one sklearn fit per fold
+        train = np.setdiff1d(np.arange(90), val)
+        model = Ridge(alpha=alpha, fit_intercept=True, solver="svd").fit(design[train], values[train])
+        loop.append(np.mean((values[val] - model.predict(design[val])) ** 2))
+    assert found["cv_mse"] == pytest.approx(float(np.mean(loop)), rel=1e-6)
+    model = Ridge(alpha=alpha, fit_intercept=True, solver="svd").fit(design, values)
+    coefficients = found["terms"]
+    assert coefficients[()] == pytest.approx(model.intercept_, abs=1e-8)
+    np.testing.assert_allclose([coefficients[s] for s in terms], model.coef_, atol=1e-8)
+    assert found["k"] == len(terms)
