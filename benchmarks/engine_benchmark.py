@@ -331,12 +331,12 @@ def write_report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
               "fold's rows, so no candidate's CV error has seen its validation rows): the proxy ranked in the "
               "Fourier, Möbius and removal bases (+ residual growth, not credited in the CV error); matching pursuit "
               "over screened low-order terms in the Fourier and removal bases; LASSO over the same pool and over the "
-              "first-order terms alone; terms decoded from the coded design (no marginal signal needed; its size "
+              "first-order terms alone; dense ridge over every term of order 1 (and of order <= 2 while rows x terms <= 4e6); terms decoded from the coded design (no marginal signal needed; its size "
               "from the all-rows curve, its error nested); anchored removal (exact ladder terms + higher removal "
               "terms fitted to the rest).",
               "- The lowest CV error wins (anchored removal within 1.5x of it wins: it is exact where <= 2 players are "
               "ablated); its basis and source are recorded (`winner`). Refit by GCV ridge (proxy / pursuit / coded) "
-              "or as fitted (LASSO, anchored).",
+              "or as fitted (LASSO, ridge, anchored).",
               "- Exact Walsh–Hadamard path whenever 2^n <= budget."]
     if any("headspex_energy95" in r["results"] for r in rows):  # the --quick grid runs the ablations
         lines += ["", "## Ablations of headspex design choices (n = 64, s = 10)", "",
