@@ -38,10 +38,10 @@ from .anchored import anchored_search
 from .candidates import (
     cv_prefix_errors,
     lasso_search,
-    ridge_search,
     marginal_scores,
     nested_prefix_errors,
     nested_pursuit,
+    ridge_search,
     screening_pool,
 )
 from .coded import CodedDesign, decode_coded
