@@ -430,26 +430,63 @@ def lasso_search(
     return {"terms": terms, "cv_mse": float(errors[best]), "k": int(np.count_nonzero(beta))}
 
 
-def _ridge_path(train: np.ndarray, target: np.ndarray, predict_at: np.ndarray, alphas: np.ndarray) -> np.ndarray:
-    """Ridge predictions at ``predict_at`` rows for every penalty: float64[len(predict_at), len(alphas)].
+class _RidgeSpectrum:
+    """One ridge fit's spectrum on training rows: every penalty's solution, predictions and
+    leave-one-out errors from one eigendecomposition (of the p x p Gram matrix when p <= m, else
+    of the m x m kernel matrix). The intercept is unpenalised (columns and target centred).
 
-    The intercept is fitted unpenalised (columns and target centred on the training rows). One
-    eigendecomposition serves every penalty: of the p x p Gram matrix when p <= m, else of the
-    m x m kernel matrix (the dual form), so the cost is that of one least-squares fit.
+    With ``centred = U diag(sqrt(s)) W^T``, the penalty-``alpha`` coefficients are
+    ``W diag(sqrt(s) / (s + alpha)) U^T y`` and the hat matrix's diagonal is
+    ``1/m + sum_j U_ij^2 s_j / (s_j + alpha)``; ``alpha = inf`` is the constant-only model.
     """
-    x_mean, y_mean = train.mean(axis=0), float(target.mean())
-    centred, centred_target = train - x_mean, target - y_mean
-    queries = predict_at - x_mean
-    if centred.shape[1] <= centred.shape[0]:
-        eigenvalues, vectors = np.linalg.eigh(centred.T @ centred)
-        projected = queries @ vectors
-        right = vectors.T @ (centred.T @ centred_target)
-    else:
-        eigenvalues, vectors = np.linalg.eigh(centred @ centred.T)
-        projected = queries @ (centred.T @ vectors)
-        right = vectors.T @ centred_target
-    eigenvalues = np.maximum(eigenvalues, 0.0)
-    return projected @ (right[:, None] / (eigenvalues[:, None] + alphas[None, :])) + y_mean
+
+    def __init__(self, train: np.ndarray, target: np.ndarray) -> None:
+        self.x_mean, self.y_mean = train.mean(axis=0), float(target.mean())
+        centred = train - self.x_mean
+        self.centred_target = target - self.y_mean
+        if centred.shape[1] <= centred.shape[0]:
+            eigenvalues, right = np.linalg.eigh(centred.T @ centred)
+        else:
+            eigenvalues, left = np.linalg.eigh(centred @ centred.T)
+        keep = eigenvalues > 1e-12 * max(float(eigenvalues.max(initial=0.0)), 1e-300)
+        self.eigenvalues = eigenvalues[keep]
+        root = np.sqrt(self.eigenvalues)
+        if centred.shape[1] <= centred.shape[0]:
+            self.right = right[:, keep]
+            self.left = (centred @ self.right) / root
+        else:
+            self.left = left[:, keep]
+            self.right = (centred.T @ self.left) / root
+        self.projected = self.left.T @ self.centred_target
+
+    def _shrink(self, alpha: float) -> np.ndarray:
+        return np.zeros_like(self.eigenvalues) if np.isinf(alpha) else self.eigenvalues / (self.eigenvalues + alpha)
+
+    def coefficients(self, alpha: float) -> tuple[float, np.ndarray]:
+        """``(constant, float64[p] coefficients)`` at penalty ``alpha``."""
+        beta = self.right @ (self._shrink(alpha) / np.sqrt(self.eigenvalues) * self.projected)
+        return self.y_mean - float(self.x_mean @ beta), beta
+
+    def loo_errors(self, alphas: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """(Weighted) mean squared leave-one-out residual of the training rows per penalty, float64[A]."""
+        m = len(self.centred_target)
+        out = np.empty(len(alphas))
+        for a, alpha in enumerate(alphas):
+            shrink = self._shrink(alpha)
+            fitted = self.left @ (shrink * self.projected)
+            leverage = 1.0 / m + (self.left**2) @ shrink
+            residual = (self.centred_target - fitted) / np.maximum(1.0 - leverage, 1e-12)
+            squared = residual**2 if weights is None else weights * residual**2
+            out[a] = float(np.mean(squared))
+        return out
+
+
+def ridge_penalties(design: np.ndarray, n_alphas: int = 25) -> np.ndarray:
+    """The ridge candidate's penalty grid, float64[n_alphas + 1]: from ~least squares to ~100x the
+    mean column energy of the centred ``design`` (log-spaced), then ``inf`` (the constant only)."""
+    centred = design - design.mean(axis=0)
+    scale = float(np.sum(centred * centred)) / max(design.shape[1], 1) or 1.0
+    return np.append(scale * np.logspace(-6, 2, n_alphas), np.inf)
 
 
 def ridge_search(
@@ -461,41 +498,43 @@ def ridge_search(
     n_alphas: int = 25,
     row_weights: np.ndarray | None = None,
 ) -> dict[str, object]:
-    """Dense ridge regression over every term of ``terms`` (no selection), penalty chosen on ``folds``.
+    """Dense ridge regression over every term of ``terms`` (no selection), with an honest CV error.
 
     The candidate for functions that are *dense* at low order: every player matters a little
     (270 SmolLM2 heads, first order), or every pair does on the log-odds of a saturating head
-    set (the trained induction model, order 2). Nothing is ranked or screened from the data, so
-    the only choice the CV makes is the penalty, from the same grid on every fold (as the LASSO
-    candidate's).
+    set (the trained induction model, order 2). Nothing is ranked or screened from the data; the
+    penalty (from :func:`ridge_penalties`, ``inf`` = constant only) is chosen by leave-one-out on
+    the training rows of each fold, so the validation rows never choose it (a penalty picked on
+    the validation folds themselves made ridge beat the honest candidates on pure noise).
 
     Returns:
-        ``{"terms": {subset: coefficient} (the constant included), "cv_mse": float, "k": terms}``.
+        ``{"terms": {subset: coefficient} (the constant included; only it when the infinite
+        penalty wins), "cv_mse": float, "k": non-constant terms, "alpha": float | None (None =
+        infinite), "fold_alphas": [...]}``.
     """
     terms = [s for s in dict.fromkeys(terms) if s]
     if not terms:
         raise EngineError("ridge_search needs at least one non-constant term")
     design = basis_matrix(masks, terms, basis)
-    centred = design - design.mean(axis=0)
-    # Penalties relative to the mean eigenvalue of the Gram matrix: from ~least squares to
-    # ~100x the typical column energy (everything shrunk).
-    scale = float(np.sum(centred * centred)) / design.shape[1] or 1.0
-    alphas = scale * np.logspace(-6, 2, n_alphas)
+    alphas = ridge_penalties(design, n_alphas)
     all_rows = np.arange(len(values))
-    errors = np.zeros(n_alphas)
+    errors, fold_alphas = [], []
     for val in folds:
         train = np.setdiff1d(all_rows, val, assume_unique=True)
-        predictions = _ridge_path(design[train], values[train], design[val], alphas)
-        squared = (values[val][:, None] - predictions) ** 2
+        spectrum = _RidgeSpectrum(design[train], values[train])
+        alpha = float(alphas[int(np.argmin(spectrum.loo_errors(
+            alphas, None if row_weights is None else row_weights[train])))])
+        constant, beta = spectrum.coefficients(alpha)
+        squared = (values[val] - constant - design[val] @ beta) ** 2
         if row_weights is not None:
-            squared *= row_weights[val][:, None]
-        errors += np.mean(squared, axis=0) / len(folds)
-    best = int(np.argmin(errors))
-    x_mean, y_mean = design.mean(axis=0), float(values.mean())
-    # Coefficients at the chosen penalty: the path evaluated at unit vectors gives the linear map.
-    probe = np.vstack([x_mean, x_mean + np.eye(len(terms))])
-    at_probe = _ridge_path(design, values, probe, alphas[best : best + 1])[:, 0]
-    beta = at_probe[1:] - at_probe[0]
-    out: dict[Subset, float] = {(): float(at_probe[0] - x_mean @ beta)}
-    out.update({s: float(b) for s, b in zip(terms, beta)})
-    return {"terms": out, "cv_mse": float(errors[best]), "k": len(terms), "alpha": float(alphas[best])}
+            squared = squared * row_weights[val]
+        errors.append(float(np.mean(squared)))
+        fold_alphas.append(None if np.isinf(alpha) else alpha)
+    spectrum = _RidgeSpectrum(design, values)
+    alpha = float(alphas[int(np.argmin(spectrum.loo_errors(alphas, row_weights)))])
+    constant, beta = spectrum.coefficients(alpha)
+    out: dict[Subset, float] = {(): constant}
+    if not np.isinf(alpha):
+        out.update({s: float(b) for s, b in zip(terms, beta)})
+    return {"terms": out, "cv_mse": float(np.mean(errors)), "k": len(out) - 1,
+            "alpha": None if np.isinf(alpha) else alpha, "fold_alphas": fold_alphas}

@@ -19,6 +19,7 @@ from headspex.engine.candidates import (
     cv_prefix_errors,
     pursuit_ranking,
     rank_terms,
+    ridge_penalties,
     ridge_search,
     screening_pool,
 )
@@ -161,27 +162,49 @@ def test_column_spread_equals_the_std_of_the_design_columns(basis: str) -> None:
     np.testing.assert_allclose(column_spread(masks, subsets, basis), expected, atol=1e-12)
 
 
-@pytest.mark.parametrize("n_players", [6, 40])  # primal (terms <= rows) and dual (terms > rows) forms
-def test_ridge_search_matches_sklearn_ridge_fold_by_fold(n_players: int) -> None:
+def _sklearn_ridge(design: np.ndarray, values: np.ndarray, alpha: float | None) -> tuple[float, np.ndarray]:
+    """(constant, coefficients) of sklearn's Ridge; the constant-only model when alpha is None (infinite)."""
     from sklearn.linear_model import Ridge
 
-    rng = np.random.default_rng(5)
-    masks = rng.random((90, n_players)) < 0.5
-    signs = np.where(masks, 1.0, -1.0)
-    values = 0.7 * signs[:, 0] - 0.4 * signs[:, 1] * signs[:, 2] + 0.3 + 0.1 * rng.normal(size=90)
-    terms = [(i,) for i in range(n_players)] + list(combinations(range(n_players), 2))
-    folds = np.array_split(rng.permutation(90), 3)
-    found = ridge_search(masks, values, "fourier", terms, folds)
-    design = np.stack([math.prod(signs[:, i] for i in s) * np.ones(90) for s in terms], axis=1)
-    alpha = found["alpha"]
-    loop = []
-    for val in folds:  # the same penalty, one sklearn fit per fold
-        train = np.setdiff1d(np.arange(90), val)
-        model = Ridge(alpha=alpha, fit_intercept=True, solver="svd").fit(design[train], values[train])
-        loop.append(np.mean((values[val] - model.predict(design[val])) ** 2))
-    assert found["cv_mse"] == pytest.approx(float(np.mean(loop)), rel=1e-6)
+    if alpha is None:
+        return float(values.mean()), np.zeros(design.shape[1])
     model = Ridge(alpha=alpha, fit_intercept=True, solver="svd").fit(design, values)
-    coefficients = found["terms"]
-    assert coefficients[()] == pytest.approx(model.intercept_, abs=1e-8)
-    np.testing.assert_allclose([coefficients[s] for s in terms], model.coef_, atol=1e-8)
-    assert found["k"] == len(terms)
+    return float(model.intercept_), model.coef_
+
+
+def _brute_force_loo(design: np.ndarray, values: np.ndarray, alpha: float | None) -> float:
+    errors = []
+    for i in range(len(values)):
+        keep = np.arange(len(values)) != i
+        constant, coef = _sklearn_ridge(design[keep], values[keep], alpha)
+        errors.append((values[i] - constant - design[i] @ coef) ** 2)
+    return float(np.mean(errors))
+
+
+@pytest.mark.parametrize(("n_players", "signal"), [(6, 1.0), (14, 1.0), (6, 0.0), (14, 0.0)])
+def test_ridge_search_matches_a_one_by_one_loop(n_players: int, signal: float) -> None:
+    """Primal (terms <= rows) and dual (terms > rows) forms, with and without signal: each fold's penalty
+    minimises the brute-force leave-one-out error on its training rows, the CV error is that of
+    sklearn's Ridge at those penalties, and the final fit is sklearn's at the all-rows choice."""
+    rng = np.random.default_rng(5)
+    m = 48
+    masks = rng.random((m, n_players)) < 0.5
+    signs = np.where(masks, 1.0, -1.0)
+    values = signal * (0.7 * signs[:, 0] - 0.4 * signs[:, 1] * signs[:, 2]) + 0.3 + 0.3 * rng.normal(size=m)
+    terms = [(i,) for i in range(n_players)] + list(combinations(range(n_players), 2))
+    folds = np.array_split(rng.permutation(m), 3)
+    found = ridge_search(masks, values, "fourier", terms, folds, n_alphas=6)
+    design = np.stack([math.prod(signs[:, i] for i in s) * np.ones(m) for s in terms], axis=1)
+    loop = []
+    for val, alpha in zip(folds, found["fold_alphas"]):
+        train = np.setdiff1d(np.arange(m), val)
+        grid = [None if np.isinf(a) else float(a) for a in ridge_penalties(design, 6)]
+        loo = [_brute_force_loo(design[train], values[train], a) for a in grid]
+        assert _brute_force_loo(design[train], values[train], alpha) == pytest.approx(min(loo), rel=1e-6)
+        constant, coef = _sklearn_ridge(design[train], values[train], alpha)
+        loop.append(np.mean((values[val] - constant - design[val] @ coef) ** 2))
+    assert found["cv_mse"] == pytest.approx(float(np.mean(loop)), rel=1e-6)
+    constant, coef = _sklearn_ridge(design, values, found["alpha"])
+    fitted = found["terms"]
+    assert fitted[()] == pytest.approx(constant, abs=1e-8)
+    np.testing.assert_allclose([fitted.get(s, 0.0) for s in terms], coef, atol=1e-8)
