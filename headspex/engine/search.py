@@ -13,7 +13,7 @@
   270 SmolLM2 heads, :mod:`benchmarks.engine_real_model`), and this is the model a LASSO
   baseline falls back to at large n, so the CV always has it;
 * ``ridge1:fourier`` and ``ridge2:fourier`` — dense ridge over *every* term of order 1 (and of
-  order <= 2 where they fit), penalty chosen on the same folds: the model for functions that
+  order <= 2 where they fit), penalty by leave-one-out inside each fold: the model for functions that
   are dense at low order (many heads each matter a little; every pair of a saturating head set
   on the log-odds), where any sparse support leaves variance behind (rows x terms <=
   ``RIDGE_MAX_CELLS``);
