@@ -464,6 +464,12 @@ def _engine2_targets(rows: list[dict[str, Any]]) -> list[str]:
         value = figure(family, n, budget, key, method)
         verdict = "not run" if value is None else ("met" if value >= goal else "NOT met")
         out.append(f"- **{label}**: {_fmt(value, 4)} — {verdict}")
+        replicates = [_r2(r["results"].get(method, {}), key) for r in rows
+                      if (r["family"], r["n"], r["budget"]) == (family, n, budget)]
+        replicates = [v for v in replicates if v is not None]
+        if len(replicates) > 1:  # other designs (seeds) of the same configuration
+            out.append(f"  - over {len(replicates)} designs (seeds): mean {np.mean(replicates):.4f}, min "
+                       f"{min(replicates):.4f}, {sum(v >= goal for v in replicates)} of {len(replicates)} met")
     out += ["", "### Trained induction model (8 heads, exact values over all 256 masks)", "",
             "uni = R² on every mask the method did not evaluate; nf = on the unseen masks with 1-3 heads ablated; "
             "≤2 = on all 37 masks with ≤ 2 heads ablated (seen or not: where pruning decides); regret k = true "
@@ -474,10 +480,10 @@ def _engine2_targets(rows: list[dict[str, Any]]) -> list[str]:
             continue
         for m, e in r["results"].items():
             if "error" in e:
-                out.append(f"| {r['budget']} | {m} | error: {e['error'][:60]} |||||")
+                out.append(f"| {r['budget']}{_seed(r)} | {m} | error: {e['error'][:60]} |||||")
                 continue
             regrets = " / ".join(_fmt(e.get(f"regret_k{k}"), 3) for k in (1, 2, 3))
-            out.append(f"| {r['budget']} | {m} | {_fmt(e.get('r2_uniform'))} | {_fmt(e.get('r2_near_full'))} | "
+            out.append(f"| {r['budget']}{_seed(r)} | {m} | {_fmt(e.get('r2_uniform'))} | {_fmt(e.get('r2_near_full'))} | "
                        f"{_fmt(e.get('r2_le2_all'))} | {regrets} | {e.get('winner', '')} |")
     out += ["", "### Which candidate set and basis won (headspex)", "",
             "| family | n | budget | winner | adaptive winner |", "|---|---|---|---|---|"]
