@@ -431,8 +431,8 @@ def lasso_search(
 
 
 class _RidgeSpectrum:
-    """One ridge fit's spectrum on training rows: every penalty's solution, predictions and
-    leave-one-out errors from one eigendecomposition (of the p x p Gram matrix when p <= m, else
+    """One ridge fit's spectrum on training rows: every penalty's coefficients and leave-one-out
+    errors from one eigendecomposition (of the p x p Gram matrix when p <= m, else
     of the m x m kernel matrix). The intercept is unpenalised (columns and target centred).
 
     With ``centred = U diag(sqrt(s)) W^T``, the penalty-``alpha`` coefficients are
@@ -444,18 +444,16 @@ class _RidgeSpectrum:
         self.x_mean, self.y_mean = train.mean(axis=0), float(target.mean())
         centred = train - self.x_mean
         self.centred_target = target - self.y_mean
-        if centred.shape[1] <= centred.shape[0]:
-            eigenvalues, right = np.linalg.eigh(centred.T @ centred)
-        else:
-            eigenvalues, left = np.linalg.eigh(centred @ centred.T)
+        primal = centred.shape[1] <= centred.shape[0]
+        eigenvalues, vectors = np.linalg.eigh(centred.T @ centred if primal else centred @ centred.T)
         keep = eigenvalues > 1e-12 * max(float(eigenvalues.max(initial=0.0)), 1e-300)
         self.eigenvalues = eigenvalues[keep]
         root = np.sqrt(self.eigenvalues)
-        if centred.shape[1] <= centred.shape[0]:
-            self.right = right[:, keep]
+        if primal:  # vectors are the right singular vectors W
+            self.right = vectors[:, keep]
             self.left = (centred @ self.right) / root
-        else:
-            self.left = left[:, keep]
+        else:  # vectors are the left singular vectors U
+            self.left = vectors[:, keep]
             self.right = (centred.T @ self.left) / root
         self.projected = self.left.T @ self.centred_target
 
