@@ -72,7 +72,8 @@ def run_headspex(game, n: int, budget: int, max_order: int, seed: int, adaptive:
                                     "winner": res.diagnostics.get("winner"), "link": res.link, "fit_masks": res.masks}
     info = {"n_evaluations": int(len(res.masks)), "fit_seconds": res.fit_seconds,
             "n_selected": res.diagnostics.get("n_selected"), "basis": res.diagnostics.get("basis"),
-            "winner": res.diagnostics.get("winner", res.diagnostics.get("basis")), "fit_masks": res.masks}
+            "winner": res.diagnostics.get("winner", res.diagnostics.get("basis")), "fit_masks": res.masks,
+            "link": res.link}
     return res.interactions, info
 
 
@@ -249,7 +250,7 @@ def run_config(cfg: dict[str, Any]) -> dict[str, Any]:
     if cfg.get("adaptive"):
         methods.append("headspex_adaptive")
     if cfg["family"] == "induction":  # its value is one log-probability: the log-odds link applies
-        methods.append("headspex_logodds")
+        methods += ["headspex_logodds", "headspex_auto"]
     if cfg["ablations"]:
         methods += list(ABLATIONS)
     row = {k: v for k, v in cfg.items() if k not in ("methods",)}
@@ -270,6 +271,8 @@ def _run_method(method: str, cfg: dict[str, Any], game, tests, truth_values) -> 
                 inter, info = run_headspex(game, n, budget, cfg["max_order"], cfg["seed"])
             elif method == "headspex_logodds":  # log-probability games only (the induction model)
                 inter, info = run_headspex(game, n, budget, cfg["max_order"], cfg["seed"], link="logodds")
+            elif method == "headspex_auto":  # the link chosen by a value-scale CV
+                inter, info = run_headspex(game, n, budget, cfg["max_order"], cfg["seed"], link="auto")
             elif method == "headspex_adaptive":
                 inter, info = run_headspex(game, n, budget, cfg["max_order"], cfg["seed"], adaptive=ADAPTIVE_FRACTION)
             elif method in ABLATIONS:
@@ -459,6 +462,7 @@ def _engine2_targets(rows: list[dict[str, Any]]) -> list[str]:
     checks = [(*c, "headspex") for c in checks] + [
         (f"{trained}, headspex", "induction", 8, 64, "r2_near_full", 0.9, "headspex"),
         (f"{trained}, headspex with link='logodds'", "induction", 8, 64, "r2_near_full", 0.9, "headspex_logodds"),
+        (f"{trained}, headspex with link='auto'", "induction", 8, 64, "r2_near_full", 0.9, "headspex_auto"),
     ]
     for label, family, n, budget, key, goal, method in checks:
         value = figure(family, n, budget, key, method)
@@ -483,8 +487,9 @@ def _engine2_targets(rows: list[dict[str, Any]]) -> list[str]:
                 out.append(f"| {r['budget']}{_seed(r)} | {m} | error: {e['error'][:60]} |||||")
                 continue
             regrets = " / ".join(_fmt(e.get(f"regret_k{k}"), 3) for k in (1, 2, 3))
+            link = f" (link {e['link']})" if m == "headspex_auto" and "link" in e else ""
             out.append(f"| {r['budget']}{_seed(r)} | {m} | {_fmt(e.get('r2_uniform'))} | {_fmt(e.get('r2_near_full'))} | "
-                       f"{_fmt(e.get('r2_le2_all'))} | {regrets} | {e.get('winner', '')} |")
+                       f"{_fmt(e.get('r2_le2_all'))} | {regrets} | {e.get('winner', '')}{link} |")
     out += ["", "### Which candidate set and basis won (headspex)", "",
             "| family | n | budget | winner | adaptive winner |", "|---|---|---|---|---|"]
     for r in rows:

@@ -13,6 +13,11 @@ With ``link="logodds"`` an estimator fits the interactions of ``z = forward(v)``
 (:meth:`~headspex.engine.result.EngineResult.predict`); held-out R² is computed on ``v``.
 The interactions themselves are then those of the log-odds, not of ``v``; consumers that read
 them as values of ``v`` call :func:`require_identity_link` and refuse such a result.
+
+``link="auto"`` lets the estimator choose between the two by cross-validation on the value's
+own scale (nats), since the candidates' own CV errors are on the fitted scale and cannot compare
+links (:meth:`~headspex.engine.estimators.base.Estimator.choose_link`); the result records the
+link it chose.
 """
 
 from __future__ import annotations
@@ -23,15 +28,24 @@ import numpy as np
 
 from ..errors import EngineError
 
-#: Names accepted by estimators' ``link`` argument.
+#: The links a fit can use (what :attr:`EngineResult.link` holds).
 LINKS: tuple[str, ...] = ("identity", "logodds")
+#: Estimators' ``link`` argument also takes ``"auto"``: chosen per fit by cross-validation.
+AUTO_LINK = "auto"
 
 
-def check_link(name: str) -> str:
-    """``name`` if it is a known link, else an :class:`EngineError` naming the choices."""
-    if name not in LINKS:
-        raise EngineError(f"link must be one of {', '.join(LINKS)}; got {name!r}")
+def check_link(name: str, allow_auto: bool = False) -> str:
+    """``name`` if it is a known link (or ``"auto"`` where ``allow_auto``), else an
+    :class:`EngineError` naming the choices."""
+    choices = LINKS + ((AUTO_LINK,) if allow_auto else ())
+    if name not in choices:
+        raise EngineError(f"link must be one of {', '.join(choices)}; got {name!r}")
     return name
+
+
+def can_take(name: str, values: np.ndarray) -> bool:
+    """Whether ``link_forward(name, values)`` is defined (log-odds: every value < 0)."""
+    return check_link(name) == "identity" or bool(np.all(np.asarray(values) < 0.0))
 
 
 def link_forward(name: str, values: np.ndarray) -> np.ndarray:
@@ -43,7 +57,7 @@ def link_forward(name: str, values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     if check_link(name) == "identity":
         return values
-    if values.size and not np.all(values < 0.0):
+    if not can_take(name, values):
         raise EngineError(
             f"link='logodds' needs values that are log-probabilities < 0 (nats); the largest is "
             f"{float(np.max(values)):.6g}. Use the game's 'logprob' metric of one answer, or link='identity'"

@@ -20,13 +20,18 @@ from typing import Any
 import numpy as np
 
 from ..exact import MAX_DENSE_PLAYERS, all_masks
+from ..candidates import regime_weights
 from ..interactions import Interactions, Subset, check_masks
-from ..links import check_link, link_forward, link_inverse
+from ..links import AUTO_LINK, LINKS, can_take, check_link, link_forward, link_inverse
 from ..result import EngineResult, r2_score
 from ..sampling import NEAR_FULL_KEEP, check_values, evaluate_masks, sample_masks
 from ..store import MaskStore, mask_keys
 from ...errors import EngineError
 from ...types import ValueFunction
+
+
+#: Folds of the value-scale cross-validation that chooses ``link="auto"``.
+LINK_CV_FOLDS = 5
 
 
 class Estimator:
@@ -40,7 +45,8 @@ class Estimator:
         near_full_keep: keep probability of the near-full share.
         link: ``"identity"`` fits the values themselves; ``"logodds"`` fits the log-odds of values
             that are log-probabilities (saturating games; :mod:`headspex.engine.links`), and the
-            result's :meth:`~headspex.engine.result.EngineResult.predict` maps back to nats.
+            result's :meth:`~headspex.engine.result.EngineResult.predict` maps back to nats;
+            ``"auto"`` chooses between the two per fit (:meth:`choose_link`).
     """
 
     method = "estimator"
@@ -64,7 +70,7 @@ class Estimator:
         self.seed = seed
         self.near_full_fraction = float(near_full_fraction)
         self.near_full_keep = float(near_full_keep)
-        self.link = check_link(link)
+        self.link = check_link(link, allow_auto=True)
 
     # ---------------------------------------------------------------- helpers
     def get_config(self) -> dict[str, Any]:
@@ -238,14 +244,17 @@ class Estimator:
         n_players = masks.shape[1]
         if player_names is not None and len(player_names) != n_players:
             raise EngineError(f"player_names has {len(player_names)} entries but n_players={n_players}")
-        fitted = link_forward(self.link, values)  # refuses values the link cannot take
         start = time.perf_counter()
+        link, link_cv = self.choose_link(masks, values) if self.link == AUTO_LINK else (self.link, None)
+        fitted = link_forward(link, values)  # refuses values the link cannot take
         terms, diagnostics = self._fit_core(masks, fitted, rng)
+        if link_cv is not None:
+            diagnostics = {**diagnostics, "link_cv": link_cv}
         fit_seconds = time.perf_counter() - start
         interactions = Interactions(terms, n_players, basis="fourier", player_names=player_names)
         faith: dict[str, float] = {}
         if len(test_masks):
-            predictions = link_inverse(self.link, interactions(test_masks))
+            predictions = link_inverse(link, interactions(test_masks))
             for label in dict.fromkeys(test_labels.tolist()):
                 rows = test_labels == label
                 faith[label] = r2_score(test_values[rows], predictions[rows])
@@ -266,8 +275,61 @@ class Estimator:
             method=self.method,
             config=config,
             diagnostics=diagnostics,
-            link=self.link,
+            link=link,
         )
+
+    def _rows_always_trained(self, masks: np.ndarray) -> np.ndarray:
+        """bool[m]: rows the link choice never validates on (none here; the removal ladder for
+        ProxySPEX, whose anchored candidate needs every row of it)."""
+        return np.zeros(len(masks), dtype=bool)
+
+    def link_cv_folds(self, masks: np.ndarray) -> list[np.ndarray]:
+        """The validation rows of :meth:`choose_link`'s folds (``LINK_CV_FOLDS`` int64 arrays,
+        a function of ``masks`` and the seed only)."""
+        free = np.flatnonzero(~self._rows_always_trained(masks))
+        rng = np.random.default_rng(None if self.seed is None else [int(self.seed), 0x11A4])
+        return np.array_split(rng.permutation(free), LINK_CV_FOLDS)
+
+    def choose_link(self, masks: np.ndarray, values: np.ndarray) -> tuple[str, dict[str, Any]]:
+        """The link of ``link="auto"``: the one whose whole fit predicts held-out values best.
+
+        Candidates' own CV errors are on the fitted scale, so they cannot compare links. Here the
+        estimator is refitted once per link and fold (:meth:`link_cv_folds`, each fold fit as
+        ``fit_samples`` would with the same seed) and scored on the value's own scale, with the
+        rows weighted so masks near the full model count as much as uniform ones
+        (:func:`~headspex.engine.candidates.regime_weights`). Ties go to the identity. Values
+        that are not all < 0 (not log-probabilities), or too few masks for the folds, take the
+        identity without a CV.
+
+        Args:
+            masks: bool[m, n] fit masks; values: float[m] (nats).
+
+        Returns:
+            ``(link, info)``; ``info["cv_mse"]`` maps each link to its weighted CV MSE (nats²).
+        """
+        m, n = masks.shape
+        if not can_take("logodds", values):
+            return "identity", {"chosen": "identity", "reason": "values are not all < 0 (not log-probabilities)"}
+        folds = self.link_cv_folds(masks)
+        need = self.minimum_budget(n)
+        if min(len(f) for f in folds) < 2 or m - max(len(f) for f in folds) < need:
+            return "identity", {"chosen": "identity",
+                                "reason": f"{m} masks are too few to compare links by {LINK_CV_FOLDS}-fold CV"}
+        weights = np.ones(m)
+        free = np.concatenate(folds)
+        weights[free] = regime_weights(masks[free], values[free])
+        errors: dict[str, float] = {}
+        for link in LINKS:
+            fold_errors = []
+            for val in folds:
+                train = np.setdiff1d(np.arange(m), val, assume_unique=True)
+                terms, _ = self._fit_core(masks[train], link_forward(link, values[train]),
+                                          np.random.default_rng(self.seed))
+                predicted = link_inverse(link, Interactions(terms, n, basis="fourier")(masks[val]))
+                fold_errors.append(float(np.mean(weights[val] * (values[val] - predicted) ** 2)))
+            errors[link] = float(np.mean(fold_errors))
+        chosen = "logodds" if errors["logodds"] < errors["identity"] else "identity"
+        return chosen, {"chosen": chosen, "cv_mse": errors, "folds": LINK_CV_FOLDS}
 
     def _fit_core(
         self, masks: np.ndarray, values: np.ndarray, rng: np.random.Generator

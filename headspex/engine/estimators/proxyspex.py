@@ -86,6 +86,7 @@ class ProxySPEX(Estimator):
 
     ``link="logodds"`` runs all of it on the log-odds of log-probability values (saturating
     games, :mod:`headspex.engine.links`); the result's ``predict`` maps back to nats.
+    ``link="auto"`` chooses the link by a value-scale CV of the whole fit (about 6 more fits).
 
     ``selection="energy"`` reproduces the reference post-processing (keep the coefficients
     covering ``energy_threshold`` of the energy, RidgeCV refit) for ablations.
@@ -170,6 +171,12 @@ class ProxySPEX(Estimator):
                            coded="coded" in self.sources, ladder="anchored" in self.sources)
         masks, self._coded = draw_design(plan, rng)
         return masks
+
+    def _rows_always_trained(self, masks: np.ndarray) -> np.ndarray:
+        """The removal ladder's rows: the anchored candidate needs all of them in every fit."""
+        if "anchored" not in self.sources:
+            return super()._rows_always_trained(masks)
+        return detect_ladder(masks)[1]
 
     # ----------------------------------------------------------------- proxy
     def _lgbm(self, depth: int, n_trees: int, seed: int) -> Any:

@@ -89,5 +89,78 @@ def test_consumers_that_read_values_refuse_a_logodds_fit() -> None:
         fit_masks, planted_logprob(fit_masks), test_masks=test_masks, test_values=planted_logprob(test_masks))
     with pytest.raises(EngineError, match="link='identity'"):
         first_order_r2(result)
-    with pytest.raises(AttributionError, match="link='identity'"):
-        AttributionConfig(budget=40, estimator_options={"link": "logodds"}).estimator()
+    for link in ("logodds", "auto"):
+        with pytest.raises(AttributionError, match="link='identity'"):
+            AttributionConfig(budget=40, estimator_options={"link": link}).estimator()
+
+
+def _one_by_one_link_errors(masks: np.ndarray, values: np.ndarray, folds: list[np.ndarray],
+                            max_order: int) -> dict[str, float]:
+    """Value-scale CV error of each explicit link, fold by fold through the public API (uniform
+    fit masks, so every row weighs 1)."""
+    errors = {}
+    for link in ("identity", "logodds"):
+        per_fold = []
+        for val in folds:
+            train = np.setdiff1d(np.arange(len(masks)), val)
+            fit = ProxySPEX(max_order=max_order, seed=0, link=link).fit_samples(masks[train], values[train])
+            per_fold.append(float(np.mean((values[val] - fit.predict(masks[val])) ** 2)))
+        errors[link] = float(np.mean(per_fold))
+    return errors
+
+
+@pytest.mark.parametrize("saturating", [True, False])
+def test_auto_link_picks_the_link_a_one_by_one_cv_prefers(saturating: bool) -> None:
+    """link='auto' on a saturating game (log p of a sparse log-odds) and on one additive in nats.
+
+    The CV errors must equal an independent fold-by-fold loop of explicit-link fits, the choice
+    must be the link that is right on all 2^10 masks (planted truth), and the fit must be the
+    explicit fit with that link."""
+    rng = np.random.default_rng(3)
+    masks = np.unique(rng.random((240, N_PLAYERS)) < 0.5, axis=0)
+    if saturating:
+        truth, max_order, right = planted_logprob, 2, "logodds"
+    else:  # additive in nats, between -1.2 and -0.1: its log-odds are not additive
+        def truth(m: np.ndarray) -> np.ndarray:
+            return -1.2 + np.asarray(m, dtype=float)[:, :5] @ np.array([0.3, 0.25, 0.2, 0.15, 0.2])
+
+        max_order, right = 1, "identity"
+    values = truth(masks)
+    auto = ProxySPEX(max_order=max_order, seed=0, link="auto")
+    result = auto.fit_samples(masks, values)
+    expected = _one_by_one_link_errors(masks, values, auto.link_cv_folds(masks), max_order)
+    for link, error in expected.items():
+        assert result.diagnostics["link_cv"]["cv_mse"][link] == pytest.approx(error, rel=1e-9, abs=1e-15)
+    assert result.link == right == min(expected, key=expected.get)
+    every = all_masks(N_PLAYERS)
+    explicit = ProxySPEX(max_order=max_order, seed=0, link=right).fit_samples(masks, values)
+    np.testing.assert_allclose(result.predict(every), explicit.predict(every), atol=1e-12)
+    np.testing.assert_allclose(result.predict(every), truth(every), atol=1e-5)
+    assert result.config["link"] == "auto"
+
+
+def test_auto_link_keeps_the_identity_without_log_probabilities_or_enough_masks() -> None:
+    rng = np.random.default_rng(4)
+    masks = np.unique(rng.random((100, N_PLAYERS)) < 0.5, axis=0)
+    values = planted_logprob(masks)
+    values[0] = 0.0  # not a log-probability below 0: log-odds undefined
+    result = LassoRegression(max_order=1, link="auto").fit_samples(masks, values)
+    assert result.link == "identity" and "not all < 0" in result.diagnostics["link_cv"]["reason"]
+    few = ProxySPEX(max_order=1, link="auto").fit_samples(masks[:22], planted_logprob(masks[:22]))  # folds train on < 20
+    assert few.link == "identity" and "too few" in few.diagnostics["link_cv"]["reason"]
+
+
+def test_auto_link_never_validates_on_the_removal_ladder() -> None:
+    """ProxySPEX's anchored candidate needs every ladder row (full, single and pair ablations) in
+    each fit, so the link choice's folds hold only the other rows, each once."""
+    from headspex.engine.design import ladder_masks
+
+    rng = np.random.default_rng(5)
+    ladder = ladder_masks(N_PLAYERS, 2)
+    others = np.unique(rng.random((90, N_PLAYERS)) < 0.5, axis=0)
+    others = others[(~others).sum(axis=1) > 2]
+    masks = np.concatenate([ladder, others])
+    folds = ProxySPEX(link="auto").link_cv_folds(masks)
+    validated = np.sort(np.concatenate(folds))
+    np.testing.assert_array_equal(validated, np.arange(len(ladder), len(masks)))
+    assert len(folds) == 5 and min(len(f) for f in folds) >= len(others) // 5
