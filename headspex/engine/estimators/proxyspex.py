@@ -86,7 +86,7 @@ class ProxySPEX(Estimator):
 
     ``link="logodds"`` runs all of it on the log-odds of log-probability values (saturating
     games, :mod:`headspex.engine.links`); the result's ``predict`` maps back to nats.
-    ``link="auto"`` chooses the link by a value-scale CV of the whole fit (about 6 more fits).
+    ``link="auto"`` chooses the link by a value-scale CV of the whole fit (10 more fits: 2 links x 5 folds).
 
     ``selection="energy"`` reproduces the reference post-processing (keep the coefficients
     covering ``energy_threshold`` of the energy, RidgeCV refit) for ablations.
