@@ -17,7 +17,8 @@ them as values of ``v`` call :func:`require_identity_link` and refuse such a res
 ``link="auto"`` lets the estimator choose between the two by cross-validation on the value's
 own scale (nats), since the candidates' own CV errors are on the fitted scale and cannot compare
 links (:meth:`~headspex.engine.estimators.base.Estimator.choose_link`); the result records the
-link it chose.
+link it chose. It also takes noisy log-probabilities, a few of which reach 0: those are capped
+just below 0 first (:func:`noisy_logprob_ceiling`). An explicit ``link="logodds"`` refuses them.
 """
 
 from __future__ import annotations
@@ -41,6 +42,33 @@ def check_link(name: str, allow_auto: bool = False) -> str:
     if name not in choices:
         raise EngineError(f"link must be one of {', '.join(choices)}; got {name!r}")
     return name
+
+
+#: ``link="auto"`` reads values as noisy log-probabilities when at most this share of them is >= 0.
+NOISY_SHARE = 0.05
+#: Smallest distance below 0 (nats) of the cap on noisy log-probabilities (a value of exactly 0.0).
+CEILING_FLOOR = 1e-6
+
+
+def noisy_logprob_ceiling(values: np.ndarray) -> float | None:
+    """The cap under which ``link="auto"`` takes the log-odds of ``values`` (nats), or ``None``.
+
+    A log-probability is < 0, but an estimated one (sampled, or rounded to 0.0 in float32) can
+    reach or pass 0. Its largest value ``v_max >= 0`` then says how far the noise reaches, so
+    values above ``-v_max`` are indistinguishable from saturated ones and are capped there
+    before the log-odds (measured on noisy log-sigmoid games, benchmarks/results/engine.md).
+
+    Returns:
+        ``inf`` when every value is < 0 (no cap); ``-max(v_max, CEILING_FLOOR)`` when at most
+        :data:`NOISY_SHARE` of them are >= 0; ``None`` when more are (not log-probabilities).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    nonnegative = values >= 0.0
+    if not nonnegative.any():
+        return float("inf")
+    if nonnegative.mean() > NOISY_SHARE:
+        return None
+    return -max(float(values.max()), CEILING_FLOOR)
 
 
 def can_take(name: str, values: np.ndarray) -> bool:

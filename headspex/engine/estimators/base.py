@@ -22,7 +22,7 @@ import numpy as np
 from ..exact import MAX_DENSE_PLAYERS, all_masks
 from ..candidates import regime_weights
 from ..interactions import Interactions, Subset, check_masks
-from ..links import AUTO_LINK, LINKS, can_take, check_link, link_forward, link_inverse
+from ..links import AUTO_LINK, LINKS, NOISY_SHARE, check_link, link_forward, link_inverse, noisy_logprob_ceiling
 from ..result import EngineResult, r2_score
 from ..sampling import NEAR_FULL_KEEP, check_values, evaluate_masks, sample_masks
 from ..store import MaskStore, mask_keys
@@ -246,7 +246,10 @@ class Estimator:
             raise EngineError(f"player_names has {len(player_names)} entries but n_players={n_players}")
         start = time.perf_counter()
         link, link_cv = self.choose_link(masks, values) if self.link == AUTO_LINK else (self.link, None)
-        fitted = link_forward(link, values)  # refuses values the link cannot take
+        # "auto" may cap noisy log-probabilities below 0 (link_cv["ceiling"]); the explicit
+        # links see the values as given and refuse those they cannot take.
+        ceiling = link_cv.get("ceiling") if link_cv and link == "logodds" else None
+        fitted = link_forward(link, values if ceiling is None else np.minimum(values, ceiling))
         terms, diagnostics = self._fit_core(masks, fitted, rng)
         if link_cv is not None:
             diagnostics = {**diagnostics, "link_cv": link_cv}
@@ -298,18 +301,25 @@ class Estimator:
         ``fit_samples`` would with the same seed) and scored on the value's own scale, with the
         rows weighted so masks near the full model count as much as uniform ones
         (:func:`~headspex.engine.candidates.regime_weights`). Ties go to the identity. Values
-        that are not all < 0 (not log-probabilities), or too few masks for the folds, take the
-        identity without a CV.
+        that are not log-probabilities (more than ``NOISY_SHARE`` of them >= 0), or too few
+        masks for the folds, take the identity without a CV. Noisy log-probabilities, a few of
+        them >= 0, enter the log-odds fits capped at
+        :func:`~headspex.engine.links.noisy_logprob_ceiling` (its targets only: every fit is
+        still scored against the values as given).
 
         Args:
             masks: bool[m, n] fit masks; values: float[m] (nats).
 
         Returns:
-            ``(link, info)``; ``info["cv_mse"]`` maps each link to its weighted CV MSE (nats²).
+            ``(link, info)``; ``info["cv_mse"]`` maps each link to its weighted CV MSE (nats²);
+            ``info["ceiling"]`` is the cap on the log-odds fit's values (nats), where one applies.
         """
         m, n = masks.shape
-        if not can_take("logodds", values):
-            return "identity", {"chosen": "identity", "reason": "values are not all < 0 (not log-probabilities)"}
+        cap = noisy_logprob_ceiling(values)
+        if cap is None:
+            return "identity", {"chosen": "identity",
+                                "reason": f"more than {NOISY_SHARE:.0%} of the values are >= 0 (not log-probabilities)"}
+        targets = {"identity": values, "logodds": np.minimum(values, cap)}
         folds = self.link_cv_folds(masks)
         need = self.minimum_budget(n)
         if min(len(f) for f in folds) < 2 or m - max(len(f) for f in folds) < need:
@@ -323,13 +333,16 @@ class Estimator:
             fold_errors = []
             for val in folds:
                 train = np.setdiff1d(np.arange(m), val, assume_unique=True)
-                terms, _ = self._fit_core(masks[train], link_forward(link, values[train]),
+                terms, _ = self._fit_core(masks[train], link_forward(link, targets[link][train]),
                                           np.random.default_rng(self.seed))
                 predicted = link_inverse(link, Interactions(terms, n, basis="fourier")(masks[val]))
                 fold_errors.append(float(np.mean(weights[val] * (values[val] - predicted) ** 2)))
             errors[link] = float(np.mean(fold_errors))
         chosen = "logodds" if errors["logodds"] < errors["identity"] else "identity"
-        return chosen, {"chosen": chosen, "cv_mse": errors, "folds": LINK_CV_FOLDS}
+        info: dict[str, Any] = {"chosen": chosen, "cv_mse": errors, "folds": LINK_CV_FOLDS}
+        if np.isfinite(cap):
+            info["ceiling"] = cap
+        return chosen, info
 
     def _fit_core(
         self, masks: np.ndarray, values: np.ndarray, rng: np.random.Generator

@@ -95,15 +95,17 @@ def test_consumers_that_read_values_refuse_a_logodds_fit() -> None:
 
 
 def _one_by_one_link_errors(masks: np.ndarray, values: np.ndarray, folds: list[np.ndarray],
-                            max_order: int) -> dict[str, float]:
+                            max_order: int, logodds_cap: float = 0.0) -> dict[str, float]:
     """Value-scale CV error of each explicit link, fold by fold through the public API (uniform
-    fit masks, so every row weighs 1)."""
+    fit masks, so every row weighs 1); the log-odds fits train on the values capped at
+    ``logodds_cap`` when that is < 0, and every fit is scored against the values as given."""
     errors = {}
     for link in ("identity", "logodds"):
         per_fold = []
         for val in folds:
             train = np.setdiff1d(np.arange(len(masks)), val)
-            fit = ProxySPEX(max_order=max_order, seed=0, link=link).fit_samples(masks[train], values[train])
+            targets = np.minimum(values[train], logodds_cap) if link == "logodds" and logodds_cap < 0 else values[train]
+            fit = ProxySPEX(max_order=max_order, seed=0, link=link).fit_samples(masks[train], targets)
             per_fold.append(float(np.mean((values[val] - fit.predict(masks[val])) ** 2)))
         errors[link] = float(np.mean(per_fold))
     return errors
@@ -143,9 +145,11 @@ def test_auto_link_keeps_the_identity_without_log_probabilities_or_enough_masks(
     rng = np.random.default_rng(4)
     masks = np.unique(rng.random((100, N_PLAYERS)) < 0.5, axis=0)
     values = planted_logprob(masks)
-    values[0] = 0.0  # not a log-probability below 0: log-odds undefined
+    values[: len(values) // 10] = 0.05  # 10 % >= 0: not log-probabilities, noisy or not
     result = LassoRegression(max_order=1, link="auto").fit_samples(masks, values)
-    assert result.link == "identity" and "not all < 0" in result.diagnostics["link_cv"]["reason"]
+    assert result.link == "identity" and "not log-probabilities" in result.diagnostics["link_cv"]["reason"]
+    identity = LassoRegression(max_order=1).fit_samples(masks, values)
+    np.testing.assert_array_equal(result.predict(masks), identity.predict(masks))
     few = ProxySPEX(max_order=1, link="auto").fit_samples(masks[:22], planted_logprob(masks[:22]))  # folds train on < 20
     assert few.link == "identity" and "too few" in few.diagnostics["link_cv"]["reason"]
 
@@ -164,3 +168,46 @@ def test_auto_link_never_validates_on_the_removal_ladder() -> None:
     validated = np.sort(np.concatenate(folds))
     np.testing.assert_array_equal(validated, np.arange(len(ladder), len(masks)))
     assert len(folds) == 5 and min(len(f) for f in folds) >= len(others) // 5
+
+
+def test_noisy_logprob_ceiling_caps_only_a_few_values_at_or_above_zero() -> None:
+    from headspex.engine.links import CEILING_FLOOR, NOISY_SHARE, noisy_logprob_ceiling
+
+    below = -np.linspace(0.01, 3.0, 100)
+    assert noisy_logprob_ceiling(below) == float("inf")
+    some = below.copy()
+    some[:3] = [0.04, 0.0, 0.01]
+    assert noisy_logprob_ceiling(some) == -0.04
+    rounded = below.copy()
+    rounded[0] = 0.0  # a float32 log-softmax that rounded to 0
+    assert noisy_logprob_ceiling(rounded) == -CEILING_FLOOR
+    many = below.copy()
+    many[: int(NOISY_SHARE * 100) + 1] = 0.01
+    assert noisy_logprob_ceiling(many) is None
+
+
+def test_auto_link_fits_noisy_log_probabilities_on_capped_log_odds() -> None:
+    """Noisy log p of a saturating game: a few values pass 0, so an explicit log-odds fit refuses
+    them; link='auto' caps them at minus the largest value (the noise's reach), chooses by the
+    same fold-by-fold CV as explicit fits of the capped values, and the fit is the explicit
+    log-odds fit of the capped values, close to the noiseless truth on all 2^10 masks."""
+    rng = np.random.default_rng(6)
+    masks = np.unique(rng.random((300, N_PLAYERS)) < 0.5, axis=0)
+    values = planted_logprob(masks) + 0.004 * rng.standard_normal(len(masks))
+    assert 0 < np.mean(values >= 0) <= 0.05
+    cap = -float(values.max())
+    with pytest.raises(EngineError, match="log-probabilities < 0"):
+        ProxySPEX(max_order=2, seed=0, link="logodds").fit_samples(masks, values)
+    auto = ProxySPEX(max_order=2, seed=0, link="auto")
+    result = auto.fit_samples(masks, values)
+    expected = _one_by_one_link_errors(masks, values, auto.link_cv_folds(masks), 2, logodds_cap=cap)
+    for link, error in expected.items():
+        assert result.diagnostics["link_cv"]["cv_mse"][link] == pytest.approx(error, rel=1e-9, abs=1e-15)
+    assert result.diagnostics["link_cv"]["ceiling"] == cap
+    assert result.link == "logodds" == min(expected, key=expected.get)
+    every = all_masks(N_PLAYERS)
+    explicit = ProxySPEX(max_order=2, seed=0, link="logodds").fit_samples(masks, np.minimum(values, cap))
+    np.testing.assert_allclose(result.predict(every), explicit.predict(every), atol=1e-12)
+    identity = ProxySPEX(max_order=2, seed=0).fit_samples(masks, values)
+    truth = planted_logprob(every)
+    assert r2_score(truth, result.predict(every)) > max(0.95, r2_score(truth, identity.predict(every)))
