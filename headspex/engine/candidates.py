@@ -11,6 +11,9 @@ The estimator picks, by K-fold cross-validation over every prefix, one ranking a
   every first-order term, pairs among the players that matter most, triples among fewer. It
   needs no marginal signal for the terms inside the pool, and it is what a LASSO baseline
   sees, so the CV can never do worse than a sparse regression over low orders.
+* :func:`grown_pursuit_ranking` — the same pursuit, its pool grown upward from the terms it
+  chose (every superset by one player), for high-order terms whose subsets carry the signal
+  (an OR of many backup heads is one high-order removal term).
 """
 
 from __future__ import annotations
@@ -178,10 +181,18 @@ def pursuit_ranking(
     Returns:
         ``[()]`` followed by the chosen subsets in order of entry.
     """
+    return _pursuit(masks, values, basis, pool, max_terms, tol, stop_factor)[0]
+
+
+def _pursuit(
+    masks: np.ndarray, values: np.ndarray, basis: Basis, pool: Sequence[Subset], max_terms: int,
+    tol: float = 1e-9, stop_factor: float = 1.0,
+) -> tuple[list[Subset], np.ndarray]:
+    """:func:`pursuit_ranking` and the least-squares residual of its final support, float64[m]."""
     basis = _check_basis(basis)
     pool = [s for s in pool if s]
     if not pool or max_terms < 1:
-        return [()]
+        return [()], values - values.mean()
     design = basis_matrix(masks, pool, basis)
     design -= design.mean(axis=0)
     residual = values - values.mean()
@@ -213,7 +224,100 @@ def pursuit_ranking(
         alive[j] = False
         basis_q = np.column_stack([basis_q, q])
         chosen.append(j)
-    return [()] + [pool[j] for j in chosen]
+    return [()] + [pool[j] for j in chosen], residual
+
+
+def superset_gains(factors: np.ndarray, columns: np.ndarray, residual: np.ndarray) -> np.ndarray:
+    """How much adding each superset column alone would cut a residual's sum of squares.
+
+    The column of ``T | {j}`` is ``column_T * factor_j`` in every basis (each is a product of
+    single-player factors), so all gains come from three matrix products:
+    ``(c^T r)^2 / ||c - mean(c)||^2`` with ``||c - mean(c)||^2 = sum c^2 - (sum c)^2 / m``.
+
+    Args:
+        factors: float64[m, n], the basis's single-player columns (``basis_matrix(masks, [(j,)...])``).
+        columns: float64[m, T], the columns of the terms to grow.
+        residual: float64[m], centred (orthogonal to the constant).
+
+    Returns:
+        float64[n, T]; -1 where the superset column is constant. Entries with ``j`` in the term
+        are not supersets (callers drop them).
+    """
+    m = len(residual)
+    sums = factors.T @ columns
+    norms = (factors * factors).T @ (columns * columns) - sums**2 / m
+    alive = norms > 1e-12 * m
+    return np.where(alive, (factors.T @ (columns * residual[:, None])) ** 2 / np.where(alive, norms, 1.0), -1.0)
+
+
+def grown_pursuit_ranking(
+    masks: np.ndarray,
+    values: np.ndarray,
+    basis: Basis,
+    pool: Sequence[Subset],
+    max_terms: int,
+    max_order: int,
+    max_cells: float,
+) -> list[Subset]:
+    """Matching pursuit whose pool grows upward from its own choices.
+
+    After each pursuit, every chosen term ``T`` below ``max_order`` proposes supersets
+    ``T | {j}``, and the pursuit reruns over the pool and all supersets proposed so far; at most
+    ``max_order - 1`` rounds.
+    Where rows x pool columns would exceed ``max_cells``, each term proposes only the players
+    ``j`` whose superset column reduces the pursuit's residual most (the same gain the pursuit
+    uses, without projecting out the chosen columns), an equal share per term.
+
+    Why: an OR of k kept players (backup heads) is one removal term of order k, but the
+    screened pool holds orders <= 3 among the best-scored players, and a member's marginal
+    signal is only ``c / 2^(k-1)``; its subsets, once ablated together, carry far more, so the
+    pursuit picks them first and the growth reaches the whole group (measured on the redundancy
+    family, benchmarks/results/engine.md).
+
+    Args:
+        masks: bool[m, n]; values: float[m]; pool: the starting pool (no ``()``).
+        max_terms: pursuit steps per round (at most).
+        max_order: largest order grown to.
+        max_cells: most rows x pool columns (float64 cells) one pursuit may hold.
+
+    Returns:
+        ``[()]`` followed by the chosen subsets in order of entry (the last round's pursuit).
+    """
+    basis = _check_basis(basis)
+    m, n = masks.shape
+    pool = [s for s in pool if s]
+    seen = set(pool)
+    # Single-player factors of the basis: a superset's column is its subset's column times one.
+    factors = basis_matrix(masks, [(j,) for j in range(n)], basis)
+    ranking, residual = _pursuit(masks, values, basis, pool, max_terms)
+    for _ in range(max(0, max_order - 1)):
+        growable = [t for t in ranking[1:] if len(t) < max_order]
+        room = int(max_cells // max(m, 1)) - len(pool)
+        if not growable or room < 1:
+            break
+        share = max(1, room // len(growable))
+        if share < n:
+            gains = superset_gains(factors, basis_matrix(masks, growable, basis), residual)
+        grown: list[Subset] = []
+        for t, term in enumerate(growable):
+            if share >= n:
+                players: Sequence[int] = range(n)
+            else:
+                term_gains = gains[:, t].copy()
+                term_gains[list(term)] = -np.inf
+                players = np.argsort(-term_gains, kind="stable")[:share].tolist()
+            for j in players:
+                if j not in term:
+                    superset = tuple(sorted((*term, int(j))))
+                    if superset not in seen:
+                        seen.add(superset)
+                        grown.append(superset)
+        grown = grown[:room]
+        if not grown:
+            break
+        pool = pool + grown
+        ranking, residual = _pursuit(masks, values, basis, pool, max_terms)
+    return ranking
 
 
 def cholesky_factor(design: np.ndarray) -> np.ndarray:
@@ -343,26 +447,35 @@ def nested_pursuit(
     max_terms: int,
     row_weights: np.ndarray | None = None,
     fold_pools: Sequence[Sequence[Subset]] | None = None,
+    grow_to: int = 0,
+    grow_cells: float = 0.0,
 ) -> dict[str, object]:
     """Pursuit ranking with an honest support size: the ranking is redone inside every fold.
 
     A ranking built on all rows has seen the validation rows, so the CV error of its prefixes
     is optimistic; here each fold ranks on its own training rows only, over its own screened
     pool when ``fold_pools`` (one per fold, screened without that fold's rows) are given.
+    With ``grow_to`` > 0 every ranking (each fold's too) is :func:`grown_pursuit_ranking` up to
+    that order within ``grow_cells``.
 
     Returns:
         ``{"support": [(), ...], "cv_mse": float, "k": int}`` (support from the all-rows ranking).
     """
+    def rank(rows_masks: np.ndarray, rows_values: np.ndarray, rows_pool: Sequence[Subset]) -> list[Subset]:
+        if grow_to > 0:
+            return grown_pursuit_ranking(rows_masks, rows_values, basis, rows_pool, max_terms, grow_to, grow_cells)
+        return pursuit_ranking(rows_masks, rows_values, basis, rows_pool, max_terms)
+
     all_rows = np.arange(len(values))
     curves = []
     for f, val in enumerate(folds):
         train = np.setdiff1d(all_rows, val, assume_unique=True)
         fold_pool = pool if fold_pools is None else fold_pools[f]
-        ranking = pursuit_ranking(masks[train], values[train], basis, fold_pool, max_terms)
+        ranking = rank(masks[train], values[train], fold_pool)
         curves.append(cv_prefix_errors(basis_matrix(masks, ranking, basis), values, [val], row_weights)[0])
     errors = mean_curve(curves)
     k = int(np.argmin(errors)) + 1
-    full = pursuit_ranking(masks, values, basis, pool, max_terms)
+    full = rank(masks, values, pool)
     return {"support": full[:k], "cv_mse": float(errors[k - 1]), "k": min(k, len(full))}
 
 

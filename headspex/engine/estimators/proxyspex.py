@@ -32,7 +32,7 @@ from ...errors import EngineError
 
 #: Candidate sources: the tree proxy (in each basis of ``bases``) and the others of
 #: :func:`~headspex.engine.search.extra_searches`.
-SOURCES = ("proxy", "pursuit", "lasso", "ridge", "coded", "anchored")
+SOURCES = ("proxy", "pursuit", "growth", "lasso", "ridge", "coded", "anchored")
 #: The anchored removal candidate wins when its CV error is within this factor of the best:
 #: it is exact where at most 2 players are ablated, which a CV over mostly larger ablations does
 #: not reward. Measured on the trained induction model (with the proxy's CV shared and nested
@@ -75,7 +75,8 @@ class ProxySPEX(Estimator):
        own CV gain is optimistic (its residual proxy saw every row) and is not credited.
     7. **Other candidate sets** (``sources``, :mod:`headspex.engine.search`) on the same folds:
        matching pursuit and LASSO over screened low-order terms (no tree needed, so never much
-       worse than a LASSO baseline), dense ridge over every term of order 1 (and 2 where they
+       worse than a LASSO baseline), the removal pursuit grown upward from its own choices up to
+       ``max_order`` (ORs of many backup heads), dense ridge over every term of order 1 (and 2 where they
        fit: functions dense at low order), terms decoded from the coded design (no marginal
        signal needed), and the anchored removal fit when the ladder is there. Validation errors weigh
        uniform and near-full masks alike (``balance``); ladder rows are never validated.
@@ -345,6 +346,7 @@ class ProxySPEX(Estimator):
             coded=self._coded if "coded" in self.sources else None,
             ladder=ladder if ladder[0] else None, row_weights=self._row_weights,
             pursuit_bases=[b for b in ("fourier", "removal") if "pursuit" in self.sources],
+            growth="growth" in self.sources,
             lasso="lasso" in self.sources, ridge="ridge" in self.sources, fold_proxy_fourier=fold_coefficients,
             fold_fallback_rankings=fold_rankings.get("fourier"),
         )

@@ -102,3 +102,39 @@ def test_nested_ranking_keeps_the_cv_honest_on_pure_noise():
     assert max(honest.values()) < 0.02, honest
     assert max(shared[name] for name in shared if name.startswith("proxy:")) > max(
         honest[name] for name in honest if name.startswith("proxy:")), (shared, honest)
+
+
+def large_backup_groups(masks: np.ndarray) -> np.ndarray:
+    """Two ORs of 4 and 5 kept players (backup heads: each a single removal term of order 4 / 5)
+    plus a pair OR and two additive players."""
+    return (1.2 * masks[:, [1, 8, 15, 22]].any(axis=1) + 1.4 * masks[:, [3, 10, 17, 24, 31]].any(axis=1)
+            + 0.9 * masks[:, [40, 44]].any(axis=1) + 0.5 * masks[:, 5] - 0.6 * masks[:, 12])
+
+
+def test_large_or_groups_are_grown_to_whole_removal_terms():
+    n = 48
+    result = ProxySPEX(max_order=5, seed=0).fit(large_backup_groups, 500, n_players=n, n_test=0, progress=False)
+    rng = np.random.default_rng(11)
+    uniform = sample_masks(n, 1000, rng)
+    near_full = rng.random((1000, n)) < 0.9
+    assert result.diagnostics["winner"] == "grown:removal"
+    assert r2(large_backup_groups(uniform), result.interactions(uniform)) > 0.99
+    assert r2(large_backup_groups(near_full), result.interactions(near_full)) > 0.99
+    removal = result.interactions.to_removal()
+    assert removal[(1, 8, 15, 22)] == pytest.approx(-1.2, abs=0.05)
+    assert removal[(3, 10, 17, 24, 31)] == pytest.approx(-1.4, abs=0.05)
+
+
+def test_undecoded_parities_are_pursued_after_the_coded_head():
+    # At n = 256 with 1 000 masks the coded design decodes 6 of these 10 flat terms; the other 4
+    # sit among hundreds of their subsets in the proxy's ranking, and the pursuit over that
+    # ranking on the head's residual puts them first (a support of ~20 terms instead of ~400).
+    from headspex.engine.synthetic import planted_game
+
+    game = planted_game("parity", 256, 10, 3, noise=0.05, seed=1000)
+    result = ProxySPEX(max_order=3, seed=0).fit(game, 1000, n_players=256, n_test=0, progress=False)
+    coded = result.diagnostics["searches"]["coded:fourier"]
+    assert result.diagnostics["winner"] == "coded:fourier"
+    assert coded["n_decoded"] < 10 and coded["fallback_order"] == "pursuit" and coded["k"] <= 40
+    test = sample_masks(256, 1000, np.random.default_rng(12))
+    assert r2(game.noiseless(test), result.interactions(test)) > 0.9999

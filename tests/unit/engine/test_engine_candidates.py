@@ -17,11 +17,13 @@ from headspex.engine.anchored import detect_ladder, ladder_removal_terms
 from headspex.engine.candidates import (
     column_spread,
     cv_prefix_errors,
+    grown_pursuit_ranking,
     pursuit_ranking,
     rank_terms,
     ridge_penalties,
     ridge_search,
     screening_pool,
+    superset_gains,
 )
 from headspex.engine.coded import coded_design, decode_coded, plan_coded
 from headspex.engine.design import (
@@ -76,6 +78,57 @@ def test_pursuit_finds_a_planted_pair_without_marginal_signal():
     # ends the ranking once only noise is left.
     strict = pursuit_ranking(masks, values, "fourier", pool, max_terms=10, stop_factor=3.0)
     assert strict == [()] + ranking[1:3]
+
+
+def backup_group_values(masks: np.ndarray) -> np.ndarray:
+    """An OR of 5 kept players (one removal term of order 5) plus two additive players."""
+    return 1.5 * masks[:, [2, 9, 13, 21, 30]].any(axis=1) + 0.6 * masks[:, 5] - 0.4 * masks[:, 17]
+
+
+def test_grown_pursuit_reaches_an_or_of_five_players_that_the_pool_cannot_hold():
+    rng = np.random.default_rng(4)
+    n = 32
+    # Masks ablating 60 % of the players: the group is all ablated in ~8 % of them.
+    masks = rng.random((600, n)) < 0.4
+    values = backup_group_values(masks) + 0.02 * rng.standard_normal(600)
+    pool = screening_pool(n, np.zeros(n), max_order=3, max_pool=2_000)
+    assert max(len(s) for s in pool) == 3
+    test = rng.random((2_000, n)) < 0.4
+    truth = backup_group_values(test)
+
+    def held_out_r2(ranking: list) -> float:
+        beta, *_ = np.linalg.lstsq(basis_matrix(masks, ranking, "removal"), values, rcond=None)
+        predicted = basis_matrix(test, ranking, "removal") @ beta
+        return 1.0 - float(np.sum((truth - predicted) ** 2)) / float(np.sum((truth - truth.mean()) ** 2))
+
+    plain = pursuit_ranking(masks, values, "removal", pool, max_terms=60)
+    grown = grown_pursuit_ranking(masks, values, "removal", pool, max_terms=60, max_order=5, max_cells=1e7)
+    assert (2, 9, 13, 21, 30) in grown and (2, 9, 13, 21, 30) not in plain
+    assert held_out_r2(grown) > 0.999 > 0.99 > held_out_r2(plain)
+    # A cell budget too small for whole fans still gets there: the residual screening proposes
+    # the group's members first.
+    tight = grown_pursuit_ranking(masks, values, "removal", pool, max_terms=60, max_order=5,
+                                  max_cells=600 * (len(pool) + 40))
+    assert (2, 9, 13, 21, 30) in tight
+
+
+@pytest.mark.parametrize("basis", ["fourier", "mobius", "removal"])
+def test_superset_gains_match_single_column_least_squares(basis):
+    rng = np.random.default_rng(5)
+    n, m = 7, 90
+    masks = rng.random((m, n)) < 0.5
+    residual = rng.standard_normal(m)
+    residual -= residual.mean()
+    terms = [(0,), (1, 4), (2, 3, 6)]
+    factors = basis_matrix(masks, [(j,) for j in range(n)], basis)
+    gains = superset_gains(factors, basis_matrix(masks, terms, basis), residual)
+    for t, term in enumerate(terms):
+        for j in set(range(n)) - set(term):
+            # Independent: the RSS drop from regressing the residual on [1, superset column].
+            design = basis_matrix(masks, [(), tuple(sorted((*term, j)))], basis)
+            beta, *_ = np.linalg.lstsq(design, residual, rcond=None)
+            drop = float(residual @ residual) - float(np.sum((residual - design @ beta) ** 2))
+            assert gains[j, t] == pytest.approx(drop, rel=1e-8, abs=1e-10)
 
 
 def test_cv_prefix_errors_match_explicit_refits():
