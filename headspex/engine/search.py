@@ -8,8 +8,8 @@
   worse than it by more than CV noise;
 * ``grown:removal`` — the removal pursuit with its pool grown upward from the terms it chose
   (:func:`~headspex.engine.candidates.grown_pursuit_ranking`), up to ``max_order``, where
-  rows x 2 n <= ``GROWTH_MAX_CELLS``: an OR of
-  k backup heads is one removal term of order k whose members show almost no marginal signal;
+  rows x 2 n <= ``GROWTH_MAX_CELLS``: an OR of k backup heads is one removal term of order k
+  whose members show almost no marginal signal;
 * ``lasso:fourier`` — LASSO over the same pool, penalty chosen on the same folds (while
   rows x pool <= ``LASSO_MAX_CELLS``);
 * ``lasso1:fourier`` — LASSO over the first-order terms only, when the pool holds more: with
