@@ -161,7 +161,8 @@ def test_the_engine_refuses_sub_minimum_budgets_with_the_minimum() -> None:
 
     estimator = ProxySPEX()
     assert estimator.minimum_budget(36) == 37 and estimator.minimum_budget(4) == estimator.min_samples(4)
-    with pytest.raises(EngineError, match="needs at least 37 samples for n_players=36, got a budget of 20"):
+    with pytest.raises(EngineError, match="needs at least 37 samples for n_players=36, got a budget of 20; raise the "
+                                          "budget to at least 37 \\(or fit LassoRegression"):
         estimator.fit(game, 20, n_players=36, progress=False)
     assert calls == []
     # Sparse regression is meant for fewer samples than unknowns: LASSO keeps its own minimum.

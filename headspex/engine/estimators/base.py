@@ -100,9 +100,11 @@ class Estimator:
     def _check_budget(self, n_players: int, budget: int) -> None:
         need = self.minimum_budget(n_players)
         if budget < need:
+            sparse = (" (or fit LassoRegression: a sparse regression that takes fewer masks than players)"
+                      if self.identifies_every_player and budget <= n_players else "")
             raise EngineError(
                 f"{type(self).__name__}(max_order={self.max_order}) needs at least {need} samples "
-                f"for n_players={n_players}, got a budget of {budget}"
+                f"for n_players={n_players}, got a budget of {budget}; raise the budget to at least {need}{sparse}"
             )
 
     def design(self, n_players: int, budget: int, rng: np.random.Generator) -> np.ndarray:
