@@ -608,6 +608,7 @@ def ridge_search(
     folds: Sequence[np.ndarray],
     n_alphas: int = 25,
     row_weights: np.ndarray | None = None,
+    order_growths: Sequence[float] = (1.0,),
 ) -> dict[str, object]:
     """Dense ridge regression over every term of ``terms`` (no selection), with an honest CV error.
 
@@ -618,6 +619,10 @@ def ridge_search(
     the training rows of each fold, so the validation rows never choose it (a penalty picked on
     the validation folds themselves made ridge beat the honest candidates on pure noise).
 
+    ``order_growths`` grade the penalty by order: with growth g a term of order k is penalised
+    ``alpha * g^(k-1)`` (a ridge on its column scaled by ``g^(-(k-1)/2)``), so higher orders are
+    shrunk harder; g is chosen with the penalty, by the same leave-one-out.
+
     Returns:
         ``{"terms": {subset: coefficient} (the constant included; only it when the infinite
         penalty wins), "cv_mse": float, "k": non-constant terms, "alpha": float | None (None =
@@ -626,26 +631,41 @@ def ridge_search(
     terms = [s for s in dict.fromkeys(terms) if s]
     if not terms:
         raise EngineError("ridge_search needs at least one non-constant term")
-    design = basis_matrix(masks, terms, basis)
-    alphas = ridge_penalties(design, n_alphas)
+    orders = np.array([len(t) for t in terms], dtype=np.float64)
+    raw = basis_matrix(masks, terms, basis)
+    scalings = [float(g) ** (-(orders - 1.0) / 2.0) for g in order_growths]
+    designs = [raw * scaling for scaling in scalings]
+    alpha_grids = [ridge_penalties(design, n_alphas) for design in designs]
+
+    def best_fit(rows: np.ndarray) -> tuple[int, float, float, np.ndarray]:
+        """(growth index, penalty, constant, coefficients of the raw columns), by LOO on ``rows``."""
+        weights = None if row_weights is None else row_weights[rows]
+        best: tuple[float, int, float, _RidgeSpectrum] | None = None
+        for g, (design, alphas) in enumerate(zip(designs, alpha_grids)):
+            spectrum = _RidgeSpectrum(design[rows], values[rows])
+            loo = spectrum.loo_errors(alphas, weights)
+            i = int(np.argmin(loo))
+            if best is None or loo[i] < best[0]:
+                best = (float(loo[i]), g, float(alphas[i]), spectrum)
+        assert best is not None
+        _, g, alpha, spectrum = best
+        constant, beta = spectrum.coefficients(alpha)
+        return g, alpha, constant, beta * scalings[g]
+
     all_rows = np.arange(len(values))
     errors, fold_alphas = [], []
     for val in folds:
         train = np.setdiff1d(all_rows, val, assume_unique=True)
-        spectrum = _RidgeSpectrum(design[train], values[train])
-        alpha = float(alphas[int(np.argmin(spectrum.loo_errors(
-            alphas, None if row_weights is None else row_weights[train])))])
-        constant, beta = spectrum.coefficients(alpha)
-        squared = (values[val] - constant - design[val] @ beta) ** 2
+        _, alpha, constant, beta = best_fit(train)
+        squared = (values[val] - constant - raw[val] @ beta) ** 2
         if row_weights is not None:
             squared = squared * row_weights[val]
         errors.append(float(np.mean(squared)))
         fold_alphas.append(None if np.isinf(alpha) else alpha)
-    spectrum = _RidgeSpectrum(design, values)
-    alpha = float(alphas[int(np.argmin(spectrum.loo_errors(alphas, row_weights)))])
-    constant, beta = spectrum.coefficients(alpha)
+    g, alpha, constant, beta = best_fit(all_rows)
     out: dict[Subset, float] = {(): constant}
     if not np.isinf(alpha):
         out.update({s: float(b) for s, b in zip(terms, beta)})
     return {"terms": out, "cv_mse": float(np.mean(errors)), "k": len(out) - 1,
-            "alpha": None if np.isinf(alpha) else alpha, "fold_alphas": fold_alphas}
+            "alpha": None if np.isinf(alpha) else alpha, "fold_alphas": fold_alphas,
+            "order_growth": float(order_growths[g])}

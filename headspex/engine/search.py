@@ -21,6 +21,10 @@
   are dense at low order (many heads each matter a little; every pair of a saturating head set
   on the log-odds), where any sparse support leaves variance behind (rows x terms <=
   ``RIDGE_MAX_CELLS``);
+* ``ridge3:removal`` — dense ridge over every term of order <= 3 in the removal basis (where
+  they fit and ``max_order`` >= 3) with a penalty graded by order (``alpha * g^(k-1)``, g from
+  ``RIDGE3_ORDER_GROWTHS`` chosen with alpha by leave-one-out): small games dense at low order
+  that are judged near full (the trained induction model);
 * ``coded:fourier`` — the terms decoded from a coded design (no marginal signal needed),
   followed by the proxy's Fourier ranking, support size by CV;
 * ``anchored:removal`` — when the masks hold a removal ladder: exact low-order removal terms
@@ -64,6 +68,8 @@ PURSUIT_MAX_TERMS = 300
 GROWTH_MAX_CELLS = 8e6
 #: The LASSO candidate runs while rows x pool columns stay below this (its cost grows with both).
 LASSO_MAX_CELLS = 4e6
+#: Penalty growths per order tried by the graded order-3 ridge (``ridge3:removal``; 1 = flat).
+RIDGE3_ORDER_GROWTHS = (1.0, 10.0, 100.0, 1000.0)
 #: A dense ridge candidate runs while rows x terms stay below this (one eigendecomposition per
 #: fold; at n = 1 024 with 5 000 masks the first-order one would cost a third of the fit).
 RIDGE_MAX_CELLS = 4e6
@@ -216,6 +222,13 @@ def extra_searches(
             dense = subsets_up_to_order(n, order, min_order=1)
             out[f"ridge{order}:fourier"] = {"basis": "fourier", **ridge_search(masks, values, "fourier", dense, folds,
                                                                                   row_weights=row_weights)}
+    if ridge and max_order >= 3 and m * sum(math.comb(n, k) for k in range(1, 4)) <= RIDGE_MAX_CELLS:
+        # Graded: higher orders shrunk harder; in the removal basis a mask with few heads ablated
+        # switches on few terms, so what is fitted near full is mostly the low orders the data pin down.
+        dense = subsets_up_to_order(n, 3, min_order=1)
+        out["ridge3:removal"] = {"basis": "removal", **ridge_search(masks, values, "removal", dense, folds,
+                                                                     row_weights=row_weights,
+                                                                     order_growths=RIDGE3_ORDER_GROWTHS)}
     if coded is not None:
         found_coded = coded_search(masks, values, coded, folds, fallback_ranking, max_order, cap, row_weights,
                                    fold_fallback_rankings)

@@ -77,7 +77,8 @@ class ProxySPEX(Estimator):
        matching pursuit and LASSO over screened low-order terms (no tree needed, so never much
        worse than a LASSO baseline), the removal pursuit grown upward from its own choices up to
        ``max_order`` (ORs of many backup heads), dense ridge over every term of order 1 (and 2 where they
-       fit: functions dense at low order), terms decoded from the coded design (no marginal
+       fit: functions dense at low order; and order <= 3 in the removal basis, penalty graded by
+       order, where they fit), terms decoded from the coded design (no marginal
        signal needed), and the anchored removal fit when the ladder is there. Validation errors weigh
        uniform and near-full masks alike (``balance``); ladder rows are never validated.
     8. The lowest CV error wins (anchored within ``anchor_tolerance`` of it); **refit** of its

@@ -261,3 +261,22 @@ def test_ridge_search_matches_a_one_by_one_loop(n_players: int, signal: float) -
     fitted = found["terms"]
     assert fitted[()] == pytest.approx(constant, abs=1e-8)
     np.testing.assert_allclose([fitted.get(s, 0.0) for s in terms], coef, atol=1e-8)
+
+
+def test_graded_ridge_equals_an_explicit_order_weighted_penalty():
+    rng = np.random.default_rng(6)
+    n, m = 6, 60
+    masks = rng.random((m, n)) < 0.6
+    terms = [s for k in (1, 2, 3) for s in combinations(range(n), k)]
+    x = basis_matrix(masks, terms, "removal")
+    values = x @ (rng.normal(0, 1, len(terms)) * (rng.random(len(terms)) < 0.2)) + 0.1 * rng.standard_normal(m)
+    folds = [np.arange(0, 30), np.arange(30, 60)]
+    found = ridge_search(masks, values, "removal", terms, folds, order_growths=(10.0, 100.0))
+    assert found["order_growth"] in (10.0, 100.0) and found["alpha"] is not None
+    # Independent: the centred normal equations with penalty alpha * g^(k-1) on each order-k term.
+    penalty = found["alpha"] * found["order_growth"] ** (np.array([len(t) for t in terms]) - 1.0)
+    centred = x - x.mean(axis=0)
+    beta = np.linalg.solve(centred.T @ centred + np.diag(penalty), centred.T @ (values - values.mean()))
+    got = np.array([found["terms"][t] for t in terms])
+    np.testing.assert_allclose(got, beta, rtol=1e-6, atol=1e-9)
+    assert found["terms"][()] == pytest.approx(values.mean() - x.mean(axis=0) @ beta, abs=1e-9)
