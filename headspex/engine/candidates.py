@@ -181,10 +181,10 @@ def pursuit_ranking(
     Returns:
         ``[()]`` followed by the chosen subsets in order of entry.
     """
-    return _pursuit(masks, values, basis, pool, max_terms, tol, stop_factor)[0]
+    return pursuit_with_residual(masks, values, basis, pool, max_terms, tol, stop_factor)[0]
 
 
-def _pursuit(
+def pursuit_with_residual(
     masks: np.ndarray, values: np.ndarray, basis: Basis, pool: Sequence[Subset], max_terms: int,
     tol: float = 1e-9, stop_factor: float = 1.0,
 ) -> tuple[list[Subset], np.ndarray]:
@@ -258,6 +258,7 @@ def grown_pursuit_ranking(
     max_terms: int,
     max_order: int,
     max_cells: float,
+    start: tuple[list[Subset], np.ndarray] | None = None,
 ) -> list[Subset]:
     """Matching pursuit whose pool grows upward from its own choices.
 
@@ -279,6 +280,8 @@ def grown_pursuit_ranking(
         max_terms: pursuit steps per round (at most).
         max_order: largest order grown to.
         max_cells: most rows x pool columns (float64 cells) one pursuit may hold.
+        start: the first round's ``(ranking, residual)`` when the caller already ran that pursuit
+            (:func:`pursuit_with_residual` on the same arguments).
 
     Returns:
         ``[()]`` followed by the chosen subsets in order of entry (the last round's pursuit).
@@ -289,7 +292,7 @@ def grown_pursuit_ranking(
     seen = set(pool)
     # Single-player factors of the basis: a superset's column is its subset's column times one.
     factors = basis_matrix(masks, [(j,) for j in range(n)], basis)
-    ranking, residual = _pursuit(masks, values, basis, pool, max_terms)
+    ranking, residual = start if start is not None else pursuit_with_residual(masks, values, basis, pool, max_terms)
     for _ in range(max(0, max_order - 1)):
         growable = [t for t in ranking[1:] if len(t) < max_order]
         room = int(max_cells // max(m, 1)) - len(pool)
@@ -316,7 +319,7 @@ def grown_pursuit_ranking(
         if not grown:
             break
         pool = pool + grown
-        ranking, residual = _pursuit(masks, values, basis, pool, max_terms)
+        ranking, residual = pursuit_with_residual(masks, values, basis, pool, max_terms)
     return ranking
 
 
@@ -455,28 +458,35 @@ def nested_pursuit(
     A ranking built on all rows has seen the validation rows, so the CV error of its prefixes
     is optimistic; here each fold ranks on its own training rows only, over its own screened
     pool when ``fold_pools`` (one per fold, screened without that fold's rows) are given.
-    With ``grow_to`` > 0 every ranking (each fold's too) is :func:`grown_pursuit_ranking` up to
-    that order within ``grow_cells``.
+    With ``grow_to`` > 0 the grown candidate (:func:`grown_pursuit_ranking` up to that order
+    within ``grow_cells``, every fold's too) is scored as well, starting from the same pursuits.
 
     Returns:
-        ``{"support": [(), ...], "cv_mse": float, "k": int}`` (support from the all-rows ranking).
+        ``{"support": [(), ...], "cv_mse": float, "k": int}`` (support from the all-rows ranking),
+        and with ``grow_to`` > 0 the grown candidate's own such dict under ``"grown"``.
     """
-    def rank(rows_masks: np.ndarray, rows_values: np.ndarray, rows_pool: Sequence[Subset]) -> list[Subset]:
-        if grow_to > 0:
-            return grown_pursuit_ranking(rows_masks, rows_values, basis, rows_pool, max_terms, grow_to, grow_cells)
-        return pursuit_ranking(rows_masks, rows_values, basis, rows_pool, max_terms)
+    def rankings(rows: np.ndarray, rows_pool: Sequence[Subset]) -> list[list[Subset]]:
+        start = pursuit_with_residual(masks[rows], values[rows], basis, rows_pool, max_terms)
+        if grow_to <= 0:
+            return [start[0]]
+        return [start[0], grown_pursuit_ranking(masks[rows], values[rows], basis, rows_pool, max_terms, grow_to,
+                                                grow_cells, start=start)]
 
     all_rows = np.arange(len(values))
-    curves = []
+    curves: list[list[np.ndarray]] = []
     for f, val in enumerate(folds):
         train = np.setdiff1d(all_rows, val, assume_unique=True)
         fold_pool = pool if fold_pools is None else fold_pools[f]
-        ranking = rank(masks[train], values[train], fold_pool)
-        curves.append(cv_prefix_errors(basis_matrix(masks, ranking, basis), values, [val], row_weights)[0])
-    errors = mean_curve(curves)
-    k = int(np.argmin(errors)) + 1
-    full = rank(masks, values, pool)
-    return {"support": full[:k], "cv_mse": float(errors[k - 1]), "k": min(k, len(full))}
+        curves.append([cv_prefix_errors(basis_matrix(masks, ranking, basis), values, [val], row_weights)[0]
+                       for ranking in rankings(train, fold_pool)])
+    results = []
+    for variant, full in enumerate(rankings(all_rows, pool)):
+        errors = mean_curve([fold[variant] for fold in curves])
+        k = int(np.argmin(errors)) + 1
+        results.append({"support": full[:k], "cv_mse": float(errors[k - 1]), "k": min(k, len(full))})
+    if grow_to > 0:
+        results[0]["grown"] = results[1]
+    return results[0]
 
 
 def lasso_search(

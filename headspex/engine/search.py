@@ -203,13 +203,18 @@ def extra_searches(
         trains = [np.setdiff1d(all_rows, val, assume_unique=True) for val in folds]
         fold_pools = [screening_pool(n, player_scores(masks[t], values[t], c), max_order, PURSUIT_POOL)
                       for t, c in zip(trains, fold_proxy_fourier)]
-    for basis in pursuit_bases:
-        found = nested_pursuit(masks, values, basis, pool, folds, steps, row_weights, fold_pools)
-        out[f"pursuit:{basis}"] = {"basis": basis, **found}
-    if growth and max_order >= 2 and GROWTH_MAX_CELLS // m >= 2 * n:
-        found = nested_pursuit(masks, values, "removal", pool, folds, steps, row_weights, fold_pools,
-                               grow_to=max_order, grow_cells=GROWTH_MAX_CELLS)
-        out["grown:removal"] = {"basis": "removal", **found}
+    grow = growth and max_order >= 2 and GROWTH_MAX_CELLS // m >= 2 * n
+    grown = None
+    # The grown candidate starts from the removal pursuit's own rankings (each computed once).
+    for basis in list(pursuit_bases) + (["removal"] if grow and "removal" not in pursuit_bases else []):
+        found = nested_pursuit(masks, values, basis, pool, folds, steps, row_weights, fold_pools,
+                               grow_to=max_order if grow and basis == "removal" else 0, grow_cells=GROWTH_MAX_CELLS)
+        if "grown" in found:
+            grown = found.pop("grown")
+        if basis in pursuit_bases:
+            out[f"pursuit:{basis}"] = {"basis": basis, **found}
+    if grown is not None:
+        out["grown:removal"] = {"basis": "removal", **grown}
     if lasso and m * len(pool) <= LASSO_MAX_CELLS:
         out["lasso:fourier"] = {"basis": "fourier", **lasso_search(masks, values, "fourier", pool, folds,
                                                                   row_weights=row_weights, fold_pools=fold_pools)}
