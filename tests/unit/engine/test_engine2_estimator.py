@@ -138,3 +138,52 @@ def test_undecoded_parities_are_pursued_after_the_coded_head():
     assert coded["n_decoded"] < 10 and coded["fallback_order"] == "pursuit" and coded["k"] <= 40
     test = sample_masks(256, 1000, np.random.default_rng(12))
     assert r2(game.noiseless(test), result.interactions(test)) > 0.9999
+
+
+def test_sparsest_candidate_wins_a_tie_in_the_cv():
+    """Candidates within the tolerance of the lowest CV error tie and the fewest terms wins;
+    outside it the lowest error wins; exact fits (errors at the floor) tie."""
+    from headspex.engine.estimators.proxyspex import sparsest_within
+
+    searches = {
+        "ridge1:fourier": {"terms": {(): 0.3, **{(i,): 0.1 for i in range(10)}}},  # 10 terms
+        "lasso1:fourier": {"terms": {(): 0.3, (0,): 0.1, (1,): 0.2, (2,): 0.0, (3,): 0.1}},  # 3 (one zero)
+        "proxy:fourier": {"support": [(), (0,), (1,), (0, 1)]},  # 3
+        "pursuit:removal": {"support": [(), (4,)]},  # 1
+    }
+    errors = {"ridge1:fourier": 1.00, "lasso1:fourier": 1.015, "proxy:fourier": 1.012, "pursuit:removal": 1.03}
+    # Within 2 %: ridge (10), lasso (3, error 1.015), proxy (3, error 1.012): proxy by the lower error.
+    assert sparsest_within(searches, errors.get, 0.02) == "proxy:fourier"
+    assert sparsest_within(searches, errors.get, 0.0) == "ridge1:fourier"
+    assert sparsest_within(searches, errors.get, 0.05) == "pursuit:removal"
+    # Exact fits: all at the floor tie; the sparsest is taken.
+    floor = {name: 1e-12 for name in searches}
+    assert sparsest_within(searches, floor.get, 0.0) == "pursuit:removal"
+
+
+def test_winner_follows_the_parsimony_rule_on_a_noisy_first_order_game():
+    """A noisy first-order game (8 large effects and 52 small ones among 60 players): the proxy
+    read-out has the lowest CV error and the first-order LASSO is within 2 % of it with far
+    fewer terms. The winner is the sparsest candidate within 2 % of the lowest error (checked
+    against the recorded errors and term counts); with no tolerance the lowest error wins."""
+    rng = np.random.default_rng(2)
+    n, m = 60, 300
+    masks = sample_masks(n, m, rng, 0.5)
+    effects = rng.standard_normal(n) * 0.1
+    effects[rng.choice(n, 8, replace=False)] += rng.choice([-1.0, 1.0], 8) * rng.uniform(0.3, 1.0, 8)
+    values = masks @ effects + rng.standard_normal(m)
+    for tolerance in (0.02, 0.0):
+        found = ProxySPEX(max_order=2, seed=0, candidate_tolerance=tolerance).fit_samples(masks, values).diagnostics
+        searches = found["searches"]
+        floor = 1e-12 * float(np.var(values))
+        errors = {name: max(s["cv_mse"], floor) for name, s in searches.items()}
+        lowest = min(errors.values())
+        tied = [name for name in searches if errors[name] <= (1.0 + tolerance) * lowest]
+        expected = min(tied, key=lambda name: (searches[name]["n_terms"], errors[name]))
+        assert found["winner"] == expected, (tolerance, found["winner"], errors)
+        assert found["lowest_cv"] == min(errors, key=errors.get)
+        if tolerance == 0.0:
+            assert found["winner"] == found["lowest_cv"]
+        else:  # the rule has a choice to make here, and makes it
+            assert found["winner"] != found["lowest_cv"]
+            assert searches[found["winner"]]["n_terms"] < searches[found["lowest_cv"]]["n_terms"]
