@@ -385,8 +385,9 @@ class ProxySPEX(Estimator):
             beta, alpha = self._refit(basis_matrix(masks, best["support"], basis), values)
             terms = dict(zip(best["support"], beta.tolist()))
         diagnostics.update(
-            basis=basis, winner=winner, lowest_cv=lowest, refit_alpha=alpha, n_selected=len(terms), cv_mse=best["cv_mse"],
-            cv_r2=1.0 - best["cv_mse"] / (float(np.var(values)) or 1.0), ladder_order=int(ladder[0]),
+            basis=basis, winner=winner, lowest_cv=lowest, refit_alpha=alpha, n_selected=len(terms),
+            cv_mse=best["cv_mse"], cv_r2=1.0 - best["cv_mse"] / (float(np.var(values)) or 1.0),
+            ladder_order=int(ladder[0]),
             searches={name: {**{k: v for k, v in r.items() if k not in ("support", "terms")},
                              "n_terms": selected_terms(r)} for name, r in searches.items()},
         )
