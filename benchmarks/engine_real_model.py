@@ -327,6 +327,8 @@ def main() -> None:
         parser.error("--n-reference is for --ablation mean (zero ablation needs no statistics)")
     if args.n_reference is None:
         args.n_reference = 32 if args.ablation == "mean" else 0
+    if args.ablation == "mean" and args.n_reference < 1:
+        parser.error("--ablation mean needs --n-reference >= 1 (the means come from those questions)")
     if args.cache_dir is None:
         args.cache_dir = "runs/engine_real_model" + ("_mean" if args.ablation == "mean" else "")
     import torch
