@@ -30,6 +30,7 @@ import numpy as np
 
 from .errors import ReportError
 from .engine import EngineResult, Interactions, all_masks, basis_matrix, r2_score
+from .engine.candidates import least_squares
 from .engine.interactions import subsets_up_to_order
 from .engine.links import require_identity_link
 from .attribution.rundir import FAITHFULNESS_THRESHOLD, fit_is_trusted, held_out_r2
@@ -135,7 +136,7 @@ def first_order_r2(engine: EngineResult) -> dict[str, dict[str, float]]:
     n = engine.masks.shape[1]
     linear_support = subsets_up_to_order(n, 1)
     design = basis_matrix(engine.masks, linear_support, "fourier")
-    coefficients, *_ = np.linalg.lstsq(design, engine.values, rcond=None)
+    coefficients = least_squares(design, engine.values)
     out: dict[str, dict[str, float]] = {}
     if engine.method == "exhaustive" or len(engine.test_masks) == 0:
         if engine.method != "exhaustive":

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .candidates import cv_prefix_errors, lasso_search, mean_curve, pursuit_ranking
+from .candidates import cv_prefix_errors, lasso_search, least_squares, mean_curve, pursuit_ranking
 from .interactions import Subset, basis_matrix
 
 #: Largest ladder order detected (full + singles + pairs).
@@ -135,6 +135,6 @@ def _pursued_residual(
     ranking = pursuit_ranking(masks, residual, "removal", pool, max_terms)[1:][:k]
     terms: dict[Subset, float] = {}
     if ranking:
-        beta, *_ = np.linalg.lstsq(basis_matrix(masks, ranking, "removal"), residual, rcond=None)
+        beta = least_squares(basis_matrix(masks, ranking, "removal"), residual)
         terms = dict(zip(ranking, beta.tolist()))
     return {"terms": terms, "cv_mse": float(errors[k]), "k": len(terms)}

@@ -31,6 +31,12 @@ from .interactions import Basis, Subset, _check_basis, basis_matrix
 from ..errors import EngineError
 
 
+def least_squares(design: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Minimum-norm least squares: float64[T] (or [T, B]) for design float64[m, T], values [m] (or [m, B])."""
+    coef, *_ = np.linalg.lstsq(design, values, rcond=None)
+    return coef
+
+
 @dataclass
 class CandidateSet:
     """One ranking of terms in one basis, from one source.

@@ -46,6 +46,7 @@ from .anchored import anchored_search
 from .candidates import (
     cv_prefix_errors,
     lasso_search,
+    least_squares,
     marginal_scores,
     nested_prefix_errors,
     nested_pursuit,
@@ -125,7 +126,7 @@ def coded_search(
         rest = [s for s in fallback if s not in seen]
         if pursue:
             head_design = basis_matrix(masks[fit_rows], [(), *head], "fourier")
-            residual = values[fit_rows] - head_design @ np.linalg.lstsq(head_design, values[fit_rows], rcond=None)[0]
+            residual = values[fit_rows] - head_design @ least_squares(head_design, values[fit_rows])
             pursued = pursuit_ranking(masks[fit_rows], residual, "fourier", rest[:cap], min(len(rest), cap))[1:]
             chosen = set(pursued)
             rest = pursued + [s for s in rest if s not in chosen]

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .estimators.base import least_squares
+from .candidates import least_squares
 from .interactions import Subset, basis_matrix
 from ..errors import EngineError
 

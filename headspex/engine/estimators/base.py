@@ -402,8 +402,3 @@ def _is_jsonable(value: Any) -> bool:
         return all(isinstance(k, str) and _is_jsonable(v) for k, v in value.items())
     return False
 
-
-def least_squares(design: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Minimum-norm least squares: float64[T] (or [T, B]) for design float64[m, T], values [m] (or [m, B])."""
-    coef, *_ = np.linalg.lstsq(design, values, rcond=None)
-    return coef

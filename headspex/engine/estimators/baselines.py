@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from .base import Estimator, least_squares
+from .base import Estimator
+from ..candidates import least_squares
 from ..interactions import Subset, basis_matrix, n_terms_up_to_order, subsets_up_to_order
 from ..sampling import NEAR_FULL_KEEP
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from .base import Estimator, least_squares
+from .base import Estimator
 from ..anchored import detect_ladder
-from ..candidates import cv_prefix_errors, nested_prefix_errors, rank_terms, regime_weights
+from ..candidates import cv_prefix_errors, least_squares, nested_prefix_errors, rank_terms, regime_weights
 from ..coded import CodedDesign
 from ..design import draw_design, plan_design
 from ..exact import MAX_DENSE_PLAYERS, dense_to_interactions, fourier_transform_dense
