@@ -6,14 +6,17 @@ value = mean log-probability of the correct answer. Fit masks: ProxySPEX's desig
 ``--budget`` masks (default 2000) with ``--near-full-fraction`` of them near-full (default 0.5;
 the design rule of :mod:`headspex.engine.design` sets how many heads those ablate). Test masks,
 never fitted on: ``--n-test`` masks ablating at most 5 % of the heads (1..13 heads, uniformly
-many), and ``--n-test`` uniform masks (reported beside). Smaller budgets are nested subsets of
-the same evaluated masks (every share subsampled alike), so every method and budget sees the
-same values, and ProxySPEX is compared with the LASSO baseline (order 2) and plain least
-squares on first-order terms at equal masks.
+many; ``--n-test-sparse`` for more of them, the first ``--n-test`` unchanged), and ``--n-test``
+uniform masks (reported beside). Each R² on the ≤ 5 % masks comes with its 95 % bootstrap
+interval over those masks: their values are heavy-tailed, so 200 of them pin R² only to about
+±0.09. Smaller budgets are nested subsets of the same evaluated masks (every share subsampled
+alike), so every method and budget sees the same values, and ProxySPEX is compared with the
+LASSO baseline (order 2) and plain least squares on first-order terms at equal masks.
 
-Cost: (budget + 2 n_test) masks x n_questions rows of a full forward pass. ``--estimate``
-times ``--estimate-masks`` masks (default 20) and prints the extrapolated cost of the full run
-without running it. Results: ``benchmarks/results/engine_real_model.json`` and ``.md``.
+Cost: (budget + n_test + max(n_test, n_test_sparse)) masks x n_questions rows of a full
+forward pass. ``--estimate`` times ``--estimate-masks`` masks (default 20) and prints the
+extrapolated cost of the full run without running it. Results:
+``benchmarks/results/engine_real_model.json`` and ``.md``.
 
     python benchmarks/engine_real_model.py --estimate
     python benchmarks/engine_real_model.py --budget 2000 --n-questions 8    # hours on 2 CPU cores
@@ -29,7 +32,7 @@ fit; uniform-mask R² is then out of its regime and reported only for completene
 to ``engine_real_model_regime.{json,md}``.
 
 Beside each method's R² the regime run reports ProxySPEX minus the LASSO baseline on the ≤ 5 %
-masks with a 95 % paired-bootstrap interval (the 200 test masks resampled), and a *ceiling*
+masks with a 95 % paired-bootstrap interval (the test masks resampled), and a *ceiling*
 diagnostic: how far richer model classes get from the same 2 000 masks (first-order ridge,
 the single-index model g(w·x), an MLP, first order plus boosted trees on the residual; and
 first-order ridge with the other near-full masks of the store added, beyond the budget). If
@@ -107,7 +110,7 @@ def estimate(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     game(masks)
     seconds = time.perf_counter() - start
-    total_masks = args.budget + 2 * args.n_test
+    total_masks = args.budget + args.n_test + max(args.n_test, args.n_test_sparse)
     per_mask = seconds / len(masks)
     report = {
         "players": n, "n_questions": args.n_questions, "timed_masks": len(masks), "timed_seconds": seconds,
@@ -146,18 +149,51 @@ def regime_masks(n: int, count: int, rng: np.random.Generator, exclude: np.ndarr
     return sample_masks(n, count, rng, keep_probability=1.0 - (1 + most) / 2 / n, exclude=exclude)
 
 
-def paired_bootstrap_difference(truth: np.ndarray, first: np.ndarray, second: np.ndarray, seed: int,
-                                resamples: int = 2000) -> tuple[float, float, float]:
-    """R²(first) - R²(second) on ``truth`` and its 95 % percentile interval over resampled test rows."""
+def extra_sparse_test_masks(n: int, count: int, seed: int, avoid: np.ndarray) -> np.ndarray:
+    """``count`` more masks like :func:`sparse_ablation_masks`, from their own stream (so the first
+    ``--n-test`` test masks, and the fit masks drawn around them, stay those of earlier runs), none
+    equal to a row of ``avoid`` (the fit and earlier test masks) or to each other, bool[count, n]."""
+    from headspex.engine.store import mask_keys
+
+    rng = np.random.default_rng([seed, 7, 1])
+    taken = set(mask_keys(avoid))
+    out: list[np.ndarray] = []
+    while len(out) < count:
+        for mask, key in zip(batch := sparse_ablation_masks(n, count - len(out), rng), mask_keys(batch)):
+            if key not in taken:
+                taken.add(key)
+                out.append(mask)
+    return np.array(out, dtype=bool).reshape(count, n)
+
+
+def bootstrap_r2(truth: np.ndarray, predictions: list[np.ndarray], seed: int,
+                 resamples: int = 2000) -> tuple[list[float], np.ndarray]:
+    """Each prediction's R² on ``truth`` (float[T]) and on ``resamples`` sets of test rows resampled
+    with replacement (the same rows for every prediction, so differences are paired):
+    ``(points[len(predictions)], draws float[resamples, len(predictions)])``."""
     from headspex.engine import r2_score
 
     rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(resamples):
+    draws = np.empty((resamples, len(predictions)))
+    for b in range(resamples):
         rows = rng.integers(0, len(truth), len(truth))
-        draws.append(r2_score(truth[rows], first[rows]) - r2_score(truth[rows], second[rows]))
-    low, high = np.percentile(draws, [2.5, 97.5])
-    return r2_score(truth, first) - r2_score(truth, second), float(low), float(high)
+        draws[b] = [r2_score(truth[rows], p[rows]) for p in predictions]
+    return [r2_score(truth, p) for p in predictions], draws
+
+
+def r2_interval(truth: np.ndarray, prediction: np.ndarray, seed: int) -> tuple[float, float, float]:
+    """R² of ``prediction`` on ``truth`` and its 95 % percentile interval over resampled test rows."""
+    (point,), draws = bootstrap_r2(truth, [prediction], seed)
+    low, high = np.percentile(draws[:, 0], [2.5, 97.5])
+    return point, float(low), float(high)
+
+
+def paired_bootstrap_difference(truth: np.ndarray, first: np.ndarray, second: np.ndarray, seed: int,
+                                resamples: int = 2000) -> tuple[float, float, float]:
+    """R²(first) - R²(second) on ``truth`` and its 95 % percentile interval over resampled test rows."""
+    (r2_first, r2_second), draws = bootstrap_r2(truth, [first, second], seed, resamples)
+    low, high = np.percentile(draws[:, 0] - draws[:, 1], [2.5, 97.5])
+    return r2_first - r2_second, float(low), float(high)
 
 
 def ceiling(masks: np.ndarray, values: np.ndarray, test_masks: np.ndarray, test_values: np.ndarray,
@@ -221,6 +257,10 @@ def run(args: argparse.Namespace) -> None:
              "uniform": test_rng.random((args.n_test, n)) < 0.5}
     masks = (regime_masks(n, args.budget, rng, exclude=np.concatenate(list(tests.values()))) if regime
              else estimator.design(n, args.budget, rng))
+    if args.n_test_sparse > args.n_test:
+        more = extra_sparse_test_masks(n, args.n_test_sparse - args.n_test, args.seed,
+                                       avoid=np.concatenate([masks, *tests.values()]))
+        tests["sparse_le5pct"] = np.concatenate([tests["sparse_le5pct"], more])
     ablated = (~masks).sum(axis=1)
     labels = np.where(ablated <= 0.2 * n, "near", "uniform")
     start = time.perf_counter()
@@ -252,6 +292,8 @@ def run(args: argparse.Namespace) -> None:
             for key, test_masks in tests.items():
                 entry[f"r2_{key}"] = r2_score(test_values[key], result.interactions(test_masks))
             predictions[(int(len(subset)), name)] = result.interactions(tests["sparse_le5pct"])
+            _, low, high = r2_interval(test_values["sparse_le5pct"], predictions[(int(len(subset)), name)], args.seed)
+            entry["r2_sparse_le5pct_ci95"] = [low, high]
             rows.append(entry)
             print(entry, flush=True)
     versus = []  # ProxySPEX minus the LASSO baseline, paired over the same test masks
@@ -268,7 +310,8 @@ def run(args: argparse.Namespace) -> None:
     design = (f"regime: every mask ablates each head w.p. {float((~masks).mean()):.4f} (mean {ablated.mean():.2f} heads)"
               if regime else "ProxySPEX design, near_full_fraction=%.2f" % args.near_full_fraction)
     out = {"subject": args.subject, "n_questions": args.n_questions, "players": n, "game_seconds": game_seconds,
-           "design": design, "rows": rows, "proxyspex_minus_lasso": versus, "ceiling": limits}
+           "n_test_sparse": len(tests["sparse_le5pct"]), "n_test_uniform": len(tests["uniform"]), "design": design,
+           "rows": rows, "proxyspex_minus_lasso": versus, "ceiling": limits}
     stem = args.results_stem or ("engine_real_model_regime" if regime else "engine_real_model")
     if args.ablation != "zero" and not args.results_stem:
         stem += f"_{args.ablation}"
@@ -277,9 +320,12 @@ def run(args: argparse.Namespace) -> None:
     lines = ["# Engine on all 270 SmolLM2 heads", "", f"Design: {design}.", "",
              f"{args.subject}, {args.n_questions} questions, {args.ablation} ablation"
              + (f" (means over {args.n_reference} reference questions)" if args.ablation == "mean" else "") + "; "
-             f"R² on {args.n_test} held-out masks ablating ≤ 5 % of the heads and on {args.n_test} uniform masks.", "",
-             "| masks | method | masks fitted | R² ≤5 % ablated | R² uniform | winner |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['budget']} | {r['method']} | {r['fit_masks']} | {r['r2_sparse_le5pct']:.3f} | {r['r2_uniform']:.3f} "
+             f"R² on {len(tests['sparse_le5pct'])} held-out masks ablating ≤ 5 % of the heads "
+             f"(with its 95 % bootstrap interval over those masks) and on {len(tests['uniform'])} uniform masks.", "",
+             "| masks | method | masks fitted | R² ≤5 % ablated | 95 % interval | R² uniform | winner |",
+             "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['budget']} | {r['method']} | {r['fit_masks']} | {r['r2_sparse_le5pct']:.3f} "
+              f"| [{r['r2_sparse_le5pct_ci95'][0]:.3f}, {r['r2_sparse_le5pct_ci95'][1]:.3f}] | {r['r2_uniform']:.3f} "
               f"| {r['winner']} |" for r in rows]
     lines += ["", "ProxySPEX minus the LASSO baseline (`lasso_order2`, whose order drops to 1 where all pairs do not fit) "
               "on the ≤ 5 % masks, 95 % paired bootstrap over the test masks:", ""]
@@ -290,7 +336,8 @@ def run(args: argparse.Namespace) -> None:
         lines += [f"| {k} | {v:.3f} |" for k, v in limits.items()]
     lines += [""] if regime else ["", "`lasso_order1_near_full_only` is a diagnostic, not a method of the engine: the first-order LASSO "
               "fitted on only the near-full masks of the same budget (those ablating ≤ 20 % of the heads). "]
-    lines += [f"The game's {len(masks) + 2 * args.n_test} masks are kept in `{args.cache_dir}`, so a rerun refits "
+    n_evaluated = len(masks) + sum(len(v) for v in tests.values())
+    lines += [f"The game's {n_evaluated} masks are kept in `{args.cache_dir}`, so a rerun refits "
               "without a forward pass (`game_seconds` in the JSON is this run's, store lookups included)."]
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
 
@@ -301,7 +348,10 @@ def main() -> None:
     parser.add_argument("--n-questions", type=int, default=8)
     parser.add_argument("--budget", type=int, default=2000)
     parser.add_argument("--budgets", type=lambda s: [int(x) for x in s.split(",")], default=[500, 1000, 2000])
-    parser.add_argument("--n-test", type=int, default=200)
+    parser.add_argument("--n-test", type=int, default=200, help="test masks of each kind (≤ 5 %% ablated, uniform)")
+    parser.add_argument("--n-test-sparse", type=int, default=0,
+                        help="more ≤ 5 %% test masks than --n-test (the first --n-test stay those of a default run, "
+                             "the rest come from their own stream): a tighter R² interval")
     parser.add_argument("--near-full-fraction", type=float, default=0.5)
     parser.add_argument("--design", choices=("proxyspex", "regime"), default="proxyspex",
                         help="regime: every fit mask in the test regime (module docstring)")
@@ -329,6 +379,8 @@ def main() -> None:
         args.n_reference = 32 if args.ablation == "mean" else 0
     if args.ablation == "mean" and args.n_reference < 1:
         parser.error("--ablation mean needs --n-reference >= 1 (the means come from those questions)")
+    if args.n_test_sparse and args.n_test_sparse < args.n_test:
+        parser.error("--n-test-sparse must be at least --n-test (it adds test masks to those)")
     if args.cache_dir is None:
         args.cache_dir = "runs/engine_real_model" + ("_mean" if args.ablation == "mean" else "")
     import torch
