@@ -166,6 +166,24 @@ def extra_sparse_test_masks(n: int, count: int, seed: int, avoid: np.ndarray) ->
     return np.array(out, dtype=bool).reshape(count, n)
 
 
+def benchmark_masks(n: int, args: argparse.Namespace, rng: np.random.Generator,
+                    estimator: Any) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A run's fit masks, bool[--budget, n], and its test masks by kind (``sparse_le5pct``:
+    bool[max(--n-test, --n-test-sparse), n]; ``uniform``: bool[--n-test, n]), as ``args`` sets
+    them (``--design``, ``--seed``). The fit masks come from ``rng``, which the run then goes on
+    using for its nested budgets; the test masks from their own streams."""
+    test_rng = np.random.default_rng([args.seed, 7])
+    tests = {"sparse_le5pct": sparse_ablation_masks(n, args.n_test, test_rng),
+             "uniform": test_rng.random((args.n_test, n)) < 0.5}
+    masks = (regime_masks(n, args.budget, rng, exclude=np.concatenate(list(tests.values())))
+             if args.design == "regime" else estimator.design(n, args.budget, rng))
+    if args.n_test_sparse > args.n_test:
+        more = extra_sparse_test_masks(n, args.n_test_sparse - args.n_test, args.seed,
+                                       avoid=np.concatenate([masks, *tests.values()]))
+        tests["sparse_le5pct"] = np.concatenate([tests["sparse_le5pct"], more])
+    return masks, tests
+
+
 def bootstrap_r2(truth: np.ndarray, predictions: list[np.ndarray], seed: int,
                  resamples: int = 2000) -> tuple[list[float], np.ndarray]:
     """Each prediction's R² on ``truth`` (float[T]) and on ``resamples`` sets of test rows resampled
@@ -252,15 +270,7 @@ def run(args: argparse.Namespace) -> None:
     estimator = ProxySPEX(max_order=2, seed=args.seed, near_full_fraction=args.near_full_fraction)
     rng = np.random.default_rng(args.seed)
     regime = args.design == "regime"
-    test_rng = np.random.default_rng([args.seed, 7])
-    tests = {"sparse_le5pct": sparse_ablation_masks(n, args.n_test, test_rng),
-             "uniform": test_rng.random((args.n_test, n)) < 0.5}
-    masks = (regime_masks(n, args.budget, rng, exclude=np.concatenate(list(tests.values()))) if regime
-             else estimator.design(n, args.budget, rng))
-    if args.n_test_sparse > args.n_test:
-        more = extra_sparse_test_masks(n, args.n_test_sparse - args.n_test, args.seed,
-                                       avoid=np.concatenate([masks, *tests.values()]))
-        tests["sparse_le5pct"] = np.concatenate([tests["sparse_le5pct"], more])
+    masks, tests = benchmark_masks(n, args, rng, estimator)
     ablated = (~masks).sum(axis=1)
     labels = np.where(ablated <= 0.2 * n, "near", "uniform")
     start = time.perf_counter()

@@ -1,0 +1,221 @@
+"""More model classes on the 270-head regime game: does any of them reach R² 0.8 (issue 12)?
+
+``engine_real_model.py --design regime`` measures the engine on all 270 SmolLM2 heads (zero
+ablation, 8 marketing questions) and a *ceiling*: how far richer model classes get from the same
+fit masks. This script adds the classes that the game's structure suggests, each fitted on the
+same 2 000 regime masks and scored on the same ≤ 5 % test masks (with a 95 % bootstrap interval
+over them); each class's one setting is chosen by 5-fold cross-validation on the fit masks only:
+
+- ``first_order_ridge``: the reference (the ceiling's first row);
+- ``hub_pairs``: first order plus the pairs of each of the k heads whose ablation most inflates
+  the first-order fit's out-of-fold residual (median |residual| of the masks ablating the head
+  over that of all masks; a *hub*) with every other head; k in (1, 2, 3, 5);
+- ``head_gated_pairs``: first order plus ``(γ·x)(a·x)``, x the ablated indicators and a the
+  first-order effects: every head may scale (γ_h) the whole first-order effect of the others,
+  270 more parameters; the block's weight in the ridge in (0.3, 1, 3);
+- ``per_question_first_order``: each question's own first-order fit, averaged;
+- ``letter_logits_log_softmax``: first order on each question's four letter logits (centred),
+  then the exact restricted log-softmax of the game's metric; also with the hub pairs.
+
+It evaluates nothing new when the store of ``engine_real_model.py`` (``--cache-dir``) holds the
+regime run's masks (``--design regime --n-test-sparse 1000``); otherwise it evaluates the missing
+ones, which takes hours on 2 CPU cores. Results: ``benchmarks/results/<stem>.{json,md}``.
+
+    python benchmarks/engine_real_model_classes.py            # after the regime run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from engine_real_model import RESULTS, benchmark_masks, build_game, r2_interval  # noqa: E402
+
+FOLDS = 5
+ALPHAS = np.logspace(-3, 3, 25)
+#: A fitter: (fit features float[m, n], targets float[m] or [m, t], predict features float[k, n]) -> float[k(, t)].
+Fitter = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+
+
+def ridge(train: np.ndarray, targets: np.ndarray, predict: np.ndarray) -> np.ndarray:
+    """Ridge with its penalty chosen by generalised CV (sklearn RidgeCV): predictions on ``predict``."""
+    from sklearn.linear_model import RidgeCV
+
+    return RidgeCV(alphas=ALPHAS).fit(train, targets).predict(predict)
+
+
+def first_order_effects(train: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """The ridge's first-order coefficients a (float[n]; values per ablated head)."""
+    from sklearn.linear_model import RidgeCV
+
+    return RidgeCV(alphas=ALPHAS).fit(train, targets).coef_
+
+
+def head_gated(weight: float, rounds: int = 4) -> Fitter:
+    """First order plus ``weight * x_h * (a·x)`` for every head h (ridge), a refreshed ``rounds`` times
+    from the fit's own first-order block."""
+    from sklearn.linear_model import RidgeCV
+
+    def fit(train: np.ndarray, targets: np.ndarray, predict: np.ndarray) -> np.ndarray:
+        effects = first_order_effects(train, targets)
+        for _ in range(rounds):
+            gate, gate_new = train @ effects, predict @ effects
+            model = RidgeCV(alphas=ALPHAS).fit(np.hstack([train, weight * train * gate[:, None]]), targets)
+            effects = model.coef_[: train.shape[1]]
+        return model.predict(np.hstack([predict, weight * predict * gate_new[:, None]]))
+    return fit
+
+
+def hub_ranking(train: np.ndarray, targets: np.ndarray, min_ablations: int = 10) -> np.ndarray:
+    """Heads ordered by how much their ablation inflates the first-order fit's out-of-fold
+    residual (median |residual| of the masks ablating the head / median of all masks), int[n]."""
+    from sklearn.model_selection import KFold
+
+    residual = np.zeros(len(targets))
+    for fold_train, fold_test in KFold(FOLDS, shuffle=True, random_state=0).split(train):
+        residual[fold_test] = ridge(train[fold_train], targets[fold_train], train[fold_test]) - targets[fold_test]
+    typical = np.median(np.abs(residual))
+    inflation = np.array([np.median(np.abs(residual[column > 0])) / typical if column.sum() >= min_ablations else 0.0
+                          for column in train.T])
+    return np.argsort(-inflation, kind="stable")
+
+
+def with_hub_pairs(features: np.ndarray, hubs: np.ndarray) -> np.ndarray:
+    """``features`` (ablated indicators, float[m, n]) plus each hub's product with every head."""
+    return np.hstack([features] + [features * features[:, [h]] for h in hubs])
+
+
+def hub_pairs(k: int) -> Fitter:
+    """First order plus the pairs of the k top hubs (ranked on the fit's own rows) with every head."""
+    def fit(train: np.ndarray, targets: np.ndarray, predict: np.ndarray) -> np.ndarray:
+        hubs = hub_ranking(train, targets)[:k]
+        return ridge(with_hub_pairs(train, hubs), targets, with_hub_pairs(predict, hubs))
+    return fit
+
+
+def cv_error(fitter: Fitter, features: np.ndarray, targets: np.ndarray) -> float:
+    """Summed squared out-of-fold error of ``fitter`` (5 folds, the same for every fitter)."""
+    from sklearn.model_selection import KFold
+
+    error = 0.0
+    for train, test in KFold(FOLDS, shuffle=True, random_state=0).split(features):
+        error += float(np.sum((fitter(features[train], targets[train], features[test]) - targets[test]) ** 2))
+    return error
+
+
+def choose(options: dict[str, Fitter], features: np.ndarray, targets: np.ndarray) -> tuple[str, dict[str, float]]:
+    """The option with the lowest CV error on the fit rows, and every option's error."""
+    errors = {name: cv_error(fitter, features, targets) for name, fitter in options.items()}
+    return min(errors, key=errors.get), errors
+
+
+def letter_logits_model(n_hubs: int, correct_index: np.ndarray) -> Fitter:
+    """Ridge on each question's centred letter logits (targets float[m, q, c]), with the pairs of the
+    ``n_hubs`` top hubs (ranked on the rows' game values), then the game's exact metric (restricted
+    log-softmax of the correct letter) averaged over questions: predictions float[k] in nats."""
+    import torch
+
+    from headspex.tasks.base import question_values
+
+    def metric(logits: np.ndarray) -> np.ndarray:
+        return question_values(torch.from_numpy(logits), torch.from_numpy(correct_index)).double().numpy().mean(1)
+
+    def fit(train: np.ndarray, logits: np.ndarray, predict: np.ndarray) -> np.ndarray:
+        hubs = hub_ranking(train, metric(logits))[:n_hubs]
+        centred = (logits - logits.mean(axis=-1, keepdims=True)).reshape(len(train), -1)
+        predicted = ridge(with_hub_pairs(train, hubs), centred, with_hub_pairs(predict, hubs))
+        return metric(predicted.reshape(len(predict), *logits.shape[1:]))
+    return fit
+
+
+def run(args: argparse.Namespace) -> None:
+    game = build_game(args.subject, args.n_questions, args.seed, args.cache_dir or None)
+    n = len(game.players)
+    args.design = "regime"
+    masks, tests = benchmark_masks(n, args, np.random.default_rng(args.seed), estimator=None)
+    test_masks = tests["sparse_le5pct"]
+    start = time.perf_counter()
+    values, test_values = game(masks), game(test_masks)
+    per_question = game.question_values(masks)
+    logits = game.candidate_logits(masks).astype(float)
+    game_seconds = time.perf_counter() - start
+    correct = np.asarray(game.correct_index.cpu() if hasattr(game.correct_index, "cpu") else game.correct_index)
+    x, x_test = (~masks).astype(float), (~test_masks).astype(float)
+
+    rows: list[dict] = []
+
+    def score(name: str, prediction: np.ndarray, setting: str = "", errors: dict[str, float] | None = None) -> None:
+        point, low, high = r2_interval(test_values, prediction, args.seed)
+        rows.append({"model": name, "setting": setting, "r2_sparse_le5pct": point, "ci95": [low, high],
+                     "cv_errors": errors or {}})
+        print(rows[-1], flush=True)
+
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        score("first_order_ridge", ridge(x, values, x_test))
+        for name, options in (("hub_pairs", {f"k={k}": hub_pairs(k) for k in (1, 2, 3, 5)}),
+                              ("head_gated_pairs", {f"weight={w}": head_gated(w) for w in (0.3, 1.0, 3.0)})):
+            chosen, errors = choose(options, x, values)
+            score(name, options[chosen](x, values, x_test), chosen, errors)
+        score("per_question_first_order", ridge(x, per_question, x_test).mean(axis=1))
+        letters = {"first order" if k == 0 else f"hub pairs k={k}": letter_logits_model(k, correct)
+                   for k in (0, 1, 2, 3)}
+        per_fold = {name: 0.0 for name in letters}
+        from sklearn.model_selection import KFold
+
+        for train, test in KFold(FOLDS, shuffle=True, random_state=0).split(x):
+            for name, fitter in letters.items():
+                per_fold[name] += float(np.sum((fitter(x[train], logits[train], x[test]) - values[test]) ** 2))
+        chosen = min(per_fold, key=per_fold.get)
+        score("letter_logits_log_softmax", letters[chosen](x, logits, x_test), chosen, per_fold)
+    hubs = hub_ranking(x, values)[:5]
+    out = {"subject": args.subject, "n_questions": args.n_questions, "players": n, "fit_masks": len(masks),
+           "test_masks": len(test_masks), "game_seconds": game_seconds, "fit_seconds": time.perf_counter() - start,
+           "top_hubs": [game.player_names[h] for h in hubs], "rows": rows}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.results_stem}.json").write_text(json.dumps(out, indent=1))
+    lines = ["# More model classes on all 270 SmolLM2 heads (regime masks, zero ablation)", "",
+             f"{args.subject}, {args.n_questions} questions; {len(masks)} regime fit masks; R² on {len(test_masks)} "
+             "held-out masks ablating ≤ 5 % of the heads, 95 % bootstrap interval over those masks. Each class's "
+             "setting is chosen by 5-fold CV on the fit masks (module docstring of "
+             "`benchmarks/engine_real_model_classes.py`).", "",
+             "| model | setting (CV) | R² ≤5 % ablated | 95 % interval |", "|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['setting'] or '–'} | {r['r2_sparse_le5pct']:.3f} | "
+              f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] |" for r in rows]
+    lines += ["", f"Top hubs (first-order residual inflation on the fit masks): {', '.join(out['top_hubs'])}.", ""]
+    (RESULTS / f"{args.results_stem}.md").write_text("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subject", default="marketing")
+    parser.add_argument("--n-questions", type=int, default=8)
+    parser.add_argument("--budget", type=int, default=2000)
+    parser.add_argument("--n-test", type=int, default=200)
+    parser.add_argument("--n-test-sparse", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache-dir", default="runs/engine_real_model")
+    parser.add_argument("--results-stem", default="engine_real_model_classes")
+    args = parser.parse_args()
+    if args.n_test_sparse < args.n_test:
+        parser.error("--n-test-sparse must be at least --n-test (it adds test masks to those)")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    run(args)
+
+
+if __name__ == "__main__":
+    main()
