@@ -47,30 +47,27 @@ ALPHAS = np.logspace(-3, 3, 25)
 Fitter = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 
 
+def fit_ridge(train: np.ndarray, targets: np.ndarray) -> "RidgeCV":
+    """sklearn's RidgeCV on ``train`` (float[m, p]) -> ``targets`` (float[m] or [m, t]), its penalty
+    chosen by generalised CV from :data:`ALPHAS`."""
+    from sklearn.linear_model import RidgeCV
+
+    return RidgeCV(alphas=ALPHAS).fit(train, targets)
+
+
 def ridge(train: np.ndarray, targets: np.ndarray, predict: np.ndarray) -> np.ndarray:
-    """Ridge with its penalty chosen by generalised CV (sklearn RidgeCV): predictions on ``predict``."""
-    from sklearn.linear_model import RidgeCV
-
-    return RidgeCV(alphas=ALPHAS).fit(train, targets).predict(predict)
-
-
-def first_order_effects(train: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """The ridge's first-order coefficients a (float[n]; values per ablated head)."""
-    from sklearn.linear_model import RidgeCV
-
-    return RidgeCV(alphas=ALPHAS).fit(train, targets).coef_
+    """:func:`fit_ridge`'s predictions on ``predict``."""
+    return fit_ridge(train, targets).predict(predict)
 
 
 def head_gated(weight: float, rounds: int = 4) -> Fitter:
     """First order plus ``weight * x_h * (a·x)`` for every head h (ridge), a refreshed ``rounds`` times
     from the fit's own first-order block."""
-    from sklearn.linear_model import RidgeCV
-
     def fit(train: np.ndarray, targets: np.ndarray, predict: np.ndarray) -> np.ndarray:
-        effects = first_order_effects(train, targets)
+        effects = fit_ridge(train, targets).coef_
         for _ in range(rounds):
             gate, gate_new = train @ effects, predict @ effects
-            model = RidgeCV(alphas=ALPHAS).fit(np.hstack([train, weight * train * gate[:, None]]), targets)
+            model = fit_ridge(np.hstack([train, weight * train * gate[:, None]]), targets)
             effects = model.coef_[: train.shape[1]]
         return model.predict(np.hstack([predict, weight * predict * gate_new[:, None]]))
     return fit
@@ -103,19 +100,22 @@ def hub_pairs(k: int) -> Fitter:
     return fit
 
 
-def cv_error(fitter: Fitter, features: np.ndarray, targets: np.ndarray) -> float:
-    """Summed squared out-of-fold error of ``fitter`` (5 folds, the same for every fitter)."""
+def cv_error(fitter: Fitter, features: np.ndarray, targets: np.ndarray, values: np.ndarray) -> float:
+    """Summed squared out-of-fold error (nats²) of ``fitter`` trained on ``targets`` and scored on the
+    game's ``values`` (float[m]; the targets themselves for a fit of the values), 5 folds, the same
+    for every fitter."""
     from sklearn.model_selection import KFold
 
     error = 0.0
     for train, test in KFold(FOLDS, shuffle=True, random_state=0).split(features):
-        error += float(np.sum((fitter(features[train], targets[train], features[test]) - targets[test]) ** 2))
+        error += float(np.sum((fitter(features[train], targets[train], features[test]) - values[test]) ** 2))
     return error
 
 
-def choose(options: dict[str, Fitter], features: np.ndarray, targets: np.ndarray) -> tuple[str, dict[str, float]]:
-    """The option with the lowest CV error on the fit rows, and every option's error."""
-    errors = {name: cv_error(fitter, features, targets) for name, fitter in options.items()}
+def choose(options: dict[str, Fitter], features: np.ndarray, targets: np.ndarray,
+           values: np.ndarray) -> tuple[str, dict[str, float]]:
+    """The option with the lowest :func:`cv_error` on the fit rows, and every option's error."""
+    errors = {name: cv_error(fitter, features, targets, values) for name, fitter in options.items()}
     return min(errors, key=errors.get), errors
 
 
@@ -166,19 +166,13 @@ def run(args: argparse.Namespace) -> None:
         score("first_order_ridge", ridge(x, values, x_test))
         for name, options in (("hub_pairs", {f"k={k}": hub_pairs(k) for k in (1, 2, 3, 5)}),
                               ("head_gated_pairs", {f"weight={w}": head_gated(w) for w in (0.3, 1.0, 3.0)})):
-            chosen, errors = choose(options, x, values)
+            chosen, errors = choose(options, x, values, values)
             score(name, options[chosen](x, values, x_test), chosen, errors)
         score("per_question_first_order", ridge(x, per_question, x_test).mean(axis=1))
         letters = {"first order" if k == 0 else f"hub pairs k={k}": letter_logits_model(k, correct)
                    for k in (0, 1, 2, 3)}
-        per_fold = {name: 0.0 for name in letters}
-        from sklearn.model_selection import KFold
-
-        for train, test in KFold(FOLDS, shuffle=True, random_state=0).split(x):
-            for name, fitter in letters.items():
-                per_fold[name] += float(np.sum((fitter(x[train], logits[train], x[test]) - values[test]) ** 2))
-        chosen = min(per_fold, key=per_fold.get)
-        score("letter_logits_log_softmax", letters[chosen](x, logits, x_test), chosen, per_fold)
+        chosen, errors = choose(letters, x, logits, values)
+        score("letter_logits_log_softmax", letters[chosen](x, logits, x_test), chosen, errors)
     hubs = hub_ranking(x, values)[:5]
     out = {"subject": args.subject, "n_questions": args.n_questions, "players": n, "fit_masks": len(masks),
            "test_masks": len(test_masks), "game_seconds": game_seconds, "fit_seconds": time.perf_counter() - start,
