@@ -76,11 +76,11 @@ def head_gated(weight: float, rounds: int = 4) -> Fitter:
 def hub_ranking(train: np.ndarray, targets: np.ndarray, min_ablations: int = 10) -> np.ndarray:
     """Heads ordered by how much their ablation inflates the first-order fit's out-of-fold
     residual (median |residual| of the masks ablating the head / median of all masks), int[n]."""
-    from sklearn.model_selection import KFold
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import KFold, cross_val_predict
 
-    residual = np.zeros(len(targets))
-    for fold_train, fold_test in KFold(FOLDS, shuffle=True, random_state=0).split(train):
-        residual[fold_test] = ridge(train[fold_train], targets[fold_train], train[fold_test]) - targets[fold_test]
+    folds = KFold(FOLDS, shuffle=True, random_state=0)
+    residual = cross_val_predict(RidgeCV(alphas=ALPHAS), train, targets, cv=folds) - targets
     typical = np.median(np.abs(residual))
     inflation = np.array([np.median(np.abs(residual[column > 0])) / typical if column.sum() >= min_ablations else 0.0
                           for column in train.T])
@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> None:
     per_question = game.question_values(masks)
     logits = game.candidate_logits(masks).astype(float)
     game_seconds = time.perf_counter() - start
-    correct = np.asarray(game.correct_index.cpu() if hasattr(game.correct_index, "cpu") else game.correct_index)
+    correct = game.correct_index.cpu().numpy()  # long[q]
     x, x_test = (~masks).astype(float), (~test_masks).astype(float)
 
     rows: list[dict] = []
