@@ -14,12 +14,23 @@ over them); each class's one setting is chosen by 5-fold cross-validation on the
   first-order effects: every head may scale (γ_h) the whole first-order effect of the others,
   270 more parameters; the block's weight in the ridge in (0.3, 1, 3);
 - ``per_question_first_order``: each question's own first-order fit, averaged;
+- ``first_order_ridge_logodds``: first order on the log-odds of the value read as one
+  log-probability (the engine's ``link="logodds"``), back to nats;
 - ``letter_logits_log_softmax``: first order on each question's four letter logits (centred),
-  then the exact restricted log-softmax of the game's metric; also with the hub pairs.
+  then the exact restricted log-softmax of the game's metric; also with the hub pairs;
+- ``laplacian_kernel_ridge``: kernel ridge with exp(-gamma |S Δ T|) between ablated sets, every
+  order of interaction at once (gamma and the penalty by CV).
+
+Then issue 12's adaptive design, aimed at the hubs rather than at the heads with large effects
+(``HUB_ROUNDS``): the first 1 600 (or 1 000) regime masks, the hubs ranked on them alone, and the
+rest of the 2 000-mask budget drawn around the top hub (every mask ablates it) or the top 16 (each
+ablated w.p. 0.15), on the regime background; first-order ridge, first order plus the flagged hubs'
+pairs, and ProxySPEX are fitted on those 2 000 masks and scored on the same test masks.
 
 It evaluates nothing new when the store of ``engine_real_model.py`` (``--cache-dir``) holds the
-regime run's masks (``--design regime --n-test-sparse 1000``); otherwise it evaluates the missing
-ones, which takes hours on 2 CPU cores. Results: ``benchmarks/results/<stem>.{json,md}``.
+regime run's masks (``--design regime --n-test-sparse 1000``) and this script's second rounds;
+otherwise it evaluates the missing ones (1 400 masks for the second rounds, about 30 min on 2 CPU
+cores; the regime run's 3 200, hours). Results: ``benchmarks/results/<stem>.{json,md}``.
 
     python benchmarks/engine_real_model_classes.py            # after the regime run
 """
@@ -100,6 +111,56 @@ def hub_pairs(k: int) -> Fitter:
     return fit
 
 
+def hub_round_masks(n: int, count: int, hubs: np.ndarray, hub_rate: float, background_rate: float,
+                    rng: np.random.Generator, exclude: np.ndarray) -> np.ndarray:
+    """A second round aimed at the hubs: each head ablated w.p. ``background_rate`` (the regime's
+    rate), then each hub also w.p. ``hub_rate`` (1.0: every mask ablates it); distinct, none equal
+    to a row of ``exclude`` and none the full model, bool[count, n]."""
+    from headspex.engine.store import mask_keys
+
+    taken = set(mask_keys(exclude))
+    rows: list[np.ndarray] = []
+    while len(rows) < count:
+        mask = rng.random(n) >= background_rate
+        mask[hubs] &= rng.random(len(hubs)) >= hub_rate
+        key = mask_keys(mask[None])[0]
+        if not mask.all() and key not in taken:
+            taken.add(key)
+            rows.append(mask)
+    return np.array(rows, dtype=bool).reshape(count, n)
+
+
+#: The second rounds measured (``run``): (name, first-round regime masks, hubs flagged, hub rate).
+HUB_ROUNDS = (("one_hub_every_mask", 1600, 1, 1.0), ("sixteen_hubs_at_0.15", 1000, 16, 0.15))
+
+
+def hub_round(masks: np.ndarray, values: np.ndarray, test_masks: np.ndarray, budget: int, design: tuple,
+              seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One of :data:`HUB_ROUNDS`: the first ``first`` regime masks (their ``values``), the hubs ranked
+    on them alone (:func:`hub_ranking`), and ``budget - first`` masks from :func:`hub_round_masks`
+    (bool[budget - first, n]); returns (first-round rows' indices int[first], the flagged hubs
+    int[n_hubs], second-round masks)."""
+    name, first, n_hubs, rate = design
+    hubs = hub_ranking((~masks[:first]).astype(float), values[:first])[:n_hubs]
+    rng = np.random.default_rng([seed, 0xADA, HUB_ROUNDS.index(design)])
+    background = float((~masks).mean())
+    extra = hub_round_masks(masks.shape[1], budget - first, hubs, rate, background, rng,
+                            exclude=np.concatenate([masks, test_masks]))
+    return np.arange(first), hubs, extra
+
+
+def kernel_ridge(gamma: float, alpha: float) -> Fitter:
+    """sklearn's kernel ridge with a Laplacian kernel exp(-gamma * |S Δ T|) on the ablated sets (the
+    targets centred on the training mean): every order of interaction at once, shrunk smoothly."""
+    def fit(train: np.ndarray, targets: np.ndarray, predict: np.ndarray) -> np.ndarray:
+        from sklearn.kernel_ridge import KernelRidge
+
+        centre = targets.mean(axis=0)
+        return KernelRidge(alpha=alpha, kernel="laplacian", gamma=gamma).fit(train, targets - centre).predict(
+            predict) + centre
+    return fit
+
+
 def cv_error(fitter: Fitter, features: np.ndarray, targets: np.ndarray, values: np.ndarray) -> float:
     """Summed squared out-of-fold error (nats²) of ``fitter`` trained on ``targets`` and scored on the
     game's ``values`` (float[m]; the targets themselves for a fit of the values), 5 folds, the same
@@ -139,6 +200,9 @@ def letter_logits_model(n_hubs: int, correct_index: np.ndarray) -> Fitter:
 
 
 def run(args: argparse.Namespace) -> None:
+    from headspex.engine import ProxySPEX
+    from headspex.engine.links import link_forward, link_inverse
+
     game = build_game(args.subject, args.n_questions, args.seed, args.cache_dir or None)
     n = len(game.players)
     args.design = "regime"
@@ -169,14 +233,37 @@ def run(args: argparse.Namespace) -> None:
             chosen, errors = choose(options, x, values, values)
             score(name, options[chosen](x, values, x_test), chosen, errors)
         score("per_question_first_order", ridge(x, per_question, x_test).mean(axis=1))
+        score("first_order_ridge_logodds", link_inverse("logodds", ridge(x, link_forward("logodds", values), x_test)))
         letters = {"first order" if k == 0 else f"hub pairs k={k}": letter_logits_model(k, correct)
                    for k in (0, 1, 2, 3)}
         chosen, errors = choose(letters, x, logits, values)
         score("letter_logits_log_softmax", letters[chosen](x, logits, x_test), chosen, errors)
+        kernels = {f"gamma={g}, alpha={a}": kernel_ridge(g, a)
+                   for g in (0.01, 0.03, 0.1) for a in (0.003, 0.01, 0.03, 0.1, 0.3)}
+        chosen, errors = choose(kernels, x, values, values)
+        score("laplacian_kernel_ridge", kernels[chosen](x, values, x_test), chosen, errors)
+    rounds = []
+    for design in HUB_ROUNDS:  # issue 12's adaptive design, aimed at the hubs instead of large effects
+        first, flagged, extra = hub_round(masks, values, test_masks, args.budget, design, args.seed)
+        fit_masks = np.concatenate([masks[first], extra])
+        fit_values = np.concatenate([values[first], game(extra)])
+        x_fit = (~fit_masks).astype(float)
+        entry = {"design": design[0], "first_round": len(first), "second_round": len(extra),
+                 "hubs": [game.player_names[h] for h in flagged]}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            entry["first_order_ridge"] = r2_interval(test_values, ridge(x_fit, fit_values, x_test), args.seed)
+            entry["hub_pairs"] = r2_interval(test_values, ridge(with_hub_pairs(x_fit, flagged), fit_values,
+                                                                with_hub_pairs(x_test, flagged)), args.seed)
+            engine = ProxySPEX(max_order=2, seed=args.seed).fit_samples(fit_masks, fit_values)
+        entry["proxyspex"] = r2_interval(test_values, engine.interactions(test_masks), args.seed)
+        entry["proxyspex_winner"] = engine.diagnostics.get("winner")
+        rounds.append(entry)
+        print(entry, flush=True)
     hubs = hub_ranking(x, values)[:5]
     out = {"subject": args.subject, "n_questions": args.n_questions, "players": n, "fit_masks": len(masks),
            "test_masks": len(test_masks), "game_seconds": game_seconds, "fit_seconds": time.perf_counter() - start,
-           "top_hubs": [game.player_names[h] for h in hubs], "rows": rows}
+           "top_hubs": [game.player_names[h] for h in hubs], "rows": rows, "hub_rounds": rounds}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.results_stem}.json").write_text(json.dumps(out, indent=1))
     lines = ["# More model classes on all 270 SmolLM2 heads (regime masks, zero ablation)", "",
@@ -187,7 +274,20 @@ def run(args: argparse.Namespace) -> None:
              "| model | setting (CV) | R² ≤5 % ablated | 95 % interval |", "|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['setting'] or '–'} | {r['r2_sparse_le5pct']:.3f} | "
               f"[{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}] |" for r in rows]
-    lines += ["", f"Top hubs (first-order residual inflation on the fit masks): {', '.join(out['top_hubs'])}.", ""]
+    lines += ["", f"Top hubs (first-order residual inflation on the fit masks): {', '.join(out['top_hubs'])}.", "",
+              "## A second round aimed at the hubs (same budget, same test masks)", "",
+              "The first regime fit masks, the hubs ranked on them alone, then the rest of the budget drawn around "
+              "those hubs (`HUB_ROUNDS`): the regime background plus each flagged hub ablated at the given rate.", "",
+              "| design | first round | second round | hubs flagged | first-order ridge | + hub pairs | "
+              "ProxySPEX (winner) |", "|---|---|---|---|---|---|---|"]
+
+    def cell(r2: tuple[float, float, float]) -> str:
+        return f"{r2[0]:.3f} [{r2[1]:.3f}, {r2[2]:.3f}]"
+
+    lines += [f"| {r['design']} | {r['first_round']} | {r['second_round']} | {', '.join(r['hubs'])} | "
+              f"{cell(r['first_order_ridge'])} | {cell(r['hub_pairs'])} | {cell(r['proxyspex'])} "
+              f"({r['proxyspex_winner']}) |" for r in rounds]
+    lines.append("")
     (RESULTS / f"{args.results_stem}.md").write_text("\n".join(lines))
 
 
