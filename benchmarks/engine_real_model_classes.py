@@ -43,7 +43,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -130,23 +130,32 @@ def hub_round_masks(n: int, count: int, hubs: np.ndarray, hub_rate: float, backg
     return np.array(rows, dtype=bool).reshape(count, n)
 
 
-#: The second rounds measured (``run``): (name, first-round regime masks, hubs flagged, hub rate).
-HUB_ROUNDS = (("one_hub_every_mask", 1600, 1, 1.0), ("sixteen_hubs_at_0.15", 1000, 16, 0.15))
+class HubRound(NamedTuple):
+    """A second round: ``first_round`` regime masks, then the rest of the budget around the top
+    ``n_hubs`` hubs, each ablated w.p. ``hub_rate``."""
+
+    name: str
+    first_round: int
+    n_hubs: int
+    hub_rate: float
 
 
-def hub_round(masks: np.ndarray, values: np.ndarray, test_masks: np.ndarray, budget: int, design: tuple,
-              seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One of :data:`HUB_ROUNDS`: the first ``first`` regime masks (their ``values``), the hubs ranked
-    on them alone (:func:`hub_ranking`), and ``budget - first`` masks from :func:`hub_round_masks`
-    (bool[budget - first, n]); returns (first-round rows' indices int[first], the flagged hubs
-    int[n_hubs], second-round masks)."""
-    name, first, n_hubs, rate = design
-    hubs = hub_ranking((~masks[:first]).astype(float), values[:first])[:n_hubs]
+#: The second rounds measured (``run``).
+HUB_ROUNDS = (HubRound("one_hub_every_mask", 1600, 1, 1.0), HubRound("sixteen_hubs_at_0.15", 1000, 16, 0.15))
+
+
+def hub_round(masks: np.ndarray, values: np.ndarray, test_masks: np.ndarray, budget: int, design: HubRound,
+              seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The hubs ranked on the first ``design.first_round`` regime masks alone (:func:`hub_ranking`
+    on their ``values``; the top ``design.n_hubs``, int[n_hubs]) and the ``budget - first_round``
+    second-round masks drawn around them by :func:`hub_round_masks` (bool[budget - first_round, n])."""
+    first = design.first_round
+    hubs = hub_ranking((~masks[:first]).astype(float), values[:first])[: design.n_hubs]
     rng = np.random.default_rng([seed, 0xADA, HUB_ROUNDS.index(design)])
     background = float((~masks).mean())
-    extra = hub_round_masks(masks.shape[1], budget - first, hubs, rate, background, rng,
+    extra = hub_round_masks(masks.shape[1], budget - first, hubs, design.hub_rate, background, rng,
                             exclude=np.concatenate([masks, test_masks]))
-    return np.arange(first), hubs, extra
+    return hubs, extra
 
 
 def kernel_ridge(gamma: float, alpha: float) -> Fitter:
@@ -244,11 +253,11 @@ def run(args: argparse.Namespace) -> None:
         score("laplacian_kernel_ridge", kernels[chosen](x, values, x_test), chosen, errors)
     rounds = []
     for design in HUB_ROUNDS:  # issue 12's adaptive design, aimed at the hubs instead of large effects
-        first, flagged, extra = hub_round(masks, values, test_masks, args.budget, design, args.seed)
-        fit_masks = np.concatenate([masks[first], extra])
-        fit_values = np.concatenate([values[first], game(extra)])
+        flagged, extra = hub_round(masks, values, test_masks, args.budget, design, args.seed)
+        fit_masks = np.concatenate([masks[: design.first_round], extra])
+        fit_values = np.concatenate([values[: design.first_round], game(extra)])
         x_fit = (~fit_masks).astype(float)
-        entry = {"design": design[0], "first_round": len(first), "second_round": len(extra),
+        entry = {"design": design.name, "first_round": design.first_round, "second_round": len(extra),
                  "hubs": [game.player_names[h] for h in flagged]}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
