@@ -6,7 +6,8 @@ would pick (the greedy path that ablates, one player at a time, the player whose
 first fit says costs least). The second round draws near-full masks around both:
 
 * *flagged*: a random pair or triple of flagged players ablated, plus the usual near-full
-  background of other ablations (so interactions among the heads that matter are observed);
+  background of other ablations, as many as the design rule gives near-full masks
+  (:mod:`headspex.engine.design`), so interactions among the heads that matter are observed;
 * *path*: every prefix of the greedy removal path, and one-player swaps of it (so the
   surrogate's chosen removal sets and their neighbours are observed directly).
 
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .design import near_full_keep_probability
 from .interactions import Interactions
 from .sampling import sample_masks
 from .store import mask_keys
@@ -60,7 +62,7 @@ def second_round_masks(
     n_masks: int,
     rng: np.random.Generator,
     exclude: np.ndarray,
-    near_full_keep: float = 0.9,
+    near_full_keep: float | None = None,
     n_flagged: int | None = None,
     max_removed: int | None = None,
 ) -> np.ndarray:
@@ -69,7 +71,11 @@ def second_round_masks(
     Args:
         first: the first round's fit.
         exclude: masks already evaluated.
-        near_full_keep: keep probability of the background ablations.
+        near_full_keep: keep probability of the background ablations; default: the design rule's
+            near-full keep for this many background masks
+            (:func:`~headspex.engine.design.near_full_keep_probability`), so the background ablates
+            as many players as the first round's near-full masks do at that size (at most 10 %),
+            not a fixed 10 % of n.
         n_flagged: how many players to flag (default ``max(4, sqrt(n))``).
         max_removed: length of the greedy path (default ``max(2, 10 % of n)``).
     """
@@ -92,6 +98,8 @@ def second_round_masks(
     n_path = min(len(rows), n_masks // 2)
     rows = rows[:n_path]
     n_background = n_masks - len(rows)
+    if near_full_keep is None:
+        near_full_keep = near_full_keep_probability(n, n_background)
     background = sample_masks(n, n_background, rng, keep_probability=near_full_keep, distinct=False)
     for row in background:
         size = int(rng.integers(2, 4)) if len(flagged) >= 3 else len(flagged)
