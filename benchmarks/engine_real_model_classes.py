@@ -262,12 +262,14 @@ def letter_bias_diagnostic(x: np.ndarray, logits: np.ndarray, x_test: np.ndarray
     test_bias, test_own = shared_letter_bias(test_logits)
     bias_fit = ridge(x, bias, x_test)
     own_fit = ridge(x, own.reshape(len(x), -1), x_test).reshape(test_own.shape)
-    spread = np.sum((test_bias - test_bias.mean(0)) ** 2) * test_logits.shape[1]
+    # Own parts sum to zero over questions, so the centred logits' variance splits exactly into these two.
+    bias_variance = np.sum((test_bias - test_bias.mean(0)) ** 2) * test_logits.shape[1]
+    own_variance = np.sum((test_own - test_own.mean(0)) ** 2)
 
     def r2(prediction: np.ndarray) -> float:
         return pooled_r2(test_values[:, None], prediction[:, None])
 
-    return {"bias_share_of_variance": float(spread / (spread + np.sum((test_own - test_own.mean(0)) ** 2))),
+    return {"bias_share_of_variance": float(bias_variance / (bias_variance + own_variance)),
             "bias_r2": pooled_r2(test_bias, bias_fit),
             "own_r2": pooled_r2(test_own.reshape(len(x_test), -1), own_fit.reshape(len(x_test), -1)),
             "value_r2_both_fitted": r2(metric(bias_fit[:, None] + own_fit)),

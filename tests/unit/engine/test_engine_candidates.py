@@ -206,7 +206,6 @@ def test_second_round_follows_the_fitted_removal_path():
     assert (~rows).sum(axis=1).mean() < 0.5 * n  # near-full
 
 
-
 def test_second_round_background_ablates_as_many_players_as_the_design_rule() -> None:
     """At large n the background is the design's near-full regime (each player ablated about 20
     times over the round), not a fixed 10 % of the players."""
@@ -216,6 +215,7 @@ def test_second_round_background_ablates_as_many_players_as_the_design_rule() ->
     n_path = 3 * int(np.ceil(0.1 * n))  # each greedy-path prefix and two neighbours
     expected = 20.0 * n / (n_masks - n_path) + 2.5  # the rule's background, plus 2 or 3 flagged players
     assert abs((~rows[-600:]).sum(axis=1).mean() - expected) < 1.0
+
 
 @pytest.mark.parametrize("basis", ["fourier", "mobius", "removal"])
 def test_column_spread_equals_the_std_of_the_design_columns(basis: str) -> None:
