@@ -31,6 +31,11 @@ the test masks do (7 of 270), and every method is fitted on those masks only (a 
 fit; uniform-mask R² is then out of its regime and reported only for completeness). Results go
 to ``engine_real_model_regime.{json,md}``.
 
+``--design matched`` draws every fit mask exactly as the ≤ 5 % test masks are drawn (1..13 heads,
+uniformly many, from their own stream, none equal to a test mask), so the fit masks follow the test
+masks' distribution of ablated-head counts, not only its mean; the test masks are the regime run's.
+It is fitted like the regime design (results: ``engine_real_model_matched.{json,md}``).
+
 Beside each method's R² the regime run reports ProxySPEX minus the LASSO baseline on the ≤ 5 %
 masks with a 95 % paired-bootstrap interval (the test masks resampled), and a *ceiling*
 diagnostic: how far richer model classes get from the same 2 000 masks (first-order ridge,
@@ -153,9 +158,14 @@ def extra_sparse_test_masks(n: int, count: int, seed: int, avoid: np.ndarray) ->
     """``count`` more masks like :func:`sparse_ablation_masks`, from their own stream (so the first
     ``--n-test`` test masks, and the fit masks drawn around them, stay those of earlier runs), none
     equal to a row of ``avoid`` (the fit and earlier test masks) or to each other, bool[count, n]."""
+    return distinct_sparse_masks(n, count, np.random.default_rng([seed, 7, 1]), avoid)
+
+
+def distinct_sparse_masks(n: int, count: int, rng: np.random.Generator, avoid: np.ndarray) -> np.ndarray:
+    """``count`` masks like :func:`sparse_ablation_masks` drawn from ``rng``, none equal to a row of
+    ``avoid`` or to each other, bool[count, n]."""
     from headspex.engine.store import mask_keys
 
-    rng = np.random.default_rng([seed, 7, 1])
     taken = set(mask_keys(avoid))
     out: list[np.ndarray] = []
     while len(out) < count:
@@ -172,6 +182,10 @@ def benchmark_masks(n: int, args: argparse.Namespace, rng: np.random.Generator,
     bool[max(--n-test, --n-test-sparse), n]; ``uniform``: bool[--n-test, n]), as ``args`` sets
     them (``--design``, ``--seed``). The fit masks come from ``rng``, which the run then goes on
     using for its nested budgets; the test masks from their own streams."""
+    if args.design == "matched":  # the regime run's test masks, unchanged; fit masks drawn like them
+        _, tests = benchmark_masks(n, argparse.Namespace(**{**vars(args), "design": "regime"}),
+                                   np.random.default_rng(args.seed), estimator)
+        return distinct_sparse_masks(n, args.budget, rng, avoid=np.concatenate(list(tests.values()))), tests
     test_rng = np.random.default_rng([args.seed, 7])
     tests = {"sparse_le5pct": sparse_ablation_masks(n, args.n_test, test_rng),
              "uniform": test_rng.random((args.n_test, n)) < 0.5}
@@ -269,7 +283,7 @@ def run(args: argparse.Namespace) -> None:
     n = len(game.players)
     estimator = ProxySPEX(max_order=2, seed=args.seed, near_full_fraction=args.near_full_fraction)
     rng = np.random.default_rng(args.seed)
-    regime = args.design == "regime"
+    regime = args.design in ("regime", "matched")  # every fit mask is in the test regime
     masks, tests = benchmark_masks(n, args, rng, estimator)
     ablated = (~masks).sum(axis=1)
     labels = np.where(ablated <= 0.2 * n, "near", "uniform")
@@ -317,12 +331,15 @@ def run(args: argparse.Namespace) -> None:
         extra = near_full_store_masks(game, np.concatenate([masks, *tests.values()]))
         limits = ceiling(masks, values, tests["sparse_le5pct"], test_values["sparse_le5pct"], extra, args.seed)
         print({"ceiling": limits}, flush=True)
-    design = (f"regime: every mask ablates each head w.p. {float((~masks).mean()):.4f} (mean {ablated.mean():.2f} heads)"
-              if regime else "ProxySPEX design, near_full_fraction=%.2f" % args.near_full_fraction)
+    design = {"regime": f"regime: every mask ablates each head w.p. {float((~masks).mean()):.4f} "
+                        f"(mean {ablated.mean():.2f} heads)",
+              "matched": f"matched: every fit mask drawn like the ≤ 5 % test masks (1..{int(ablated.max())} heads, "
+                         f"uniformly many; mean {ablated.mean():.2f})",
+              }.get(args.design, "ProxySPEX design, near_full_fraction=%.2f" % args.near_full_fraction)
     out = {"subject": args.subject, "n_questions": args.n_questions, "players": n, "game_seconds": game_seconds,
            "n_test_sparse": len(tests["sparse_le5pct"]), "n_test_uniform": len(tests["uniform"]), "design": design,
            "rows": rows, "proxyspex_minus_lasso": versus, "ceiling": limits}
-    stem = args.results_stem or ("engine_real_model_regime" if regime else "engine_real_model")
+    stem = args.results_stem or "_".join(["engine_real_model"] + ([args.design] if args.design != "proxyspex" else []))
     if args.ablation != "zero" and not args.results_stem:
         stem += f"_{args.ablation}"
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -363,8 +380,9 @@ def main() -> None:
                         help="more ≤ 5 %% test masks than --n-test (the first --n-test stay those of a default run, "
                              "the rest come from their own stream): a tighter R² interval")
     parser.add_argument("--near-full-fraction", type=float, default=0.5)
-    parser.add_argument("--design", choices=("proxyspex", "regime"), default="proxyspex",
-                        help="regime: every fit mask in the test regime (module docstring)")
+    parser.add_argument("--design", choices=("proxyspex", "regime", "matched"), default="proxyspex",
+                        help="regime: every fit mask in the test regime; matched: fit masks drawn like the test "
+                             "masks (module docstring)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--estimate", action="store_true", help="time a few masks and extrapolate; run nothing else")
     parser.add_argument("--estimate-masks", type=int, default=20)
