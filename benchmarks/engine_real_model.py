@@ -60,7 +60,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -164,16 +164,23 @@ def extra_sparse_test_masks(n: int, count: int, seed: int, avoid: np.ndarray) ->
 def distinct_sparse_masks(n: int, count: int, rng: np.random.Generator, avoid: np.ndarray) -> np.ndarray:
     """``count`` masks like :func:`sparse_ablation_masks` drawn from ``rng``, none equal to a row of
     ``avoid`` or to each other, bool[count, n]."""
+    return distinct_masks(lambda k: sparse_ablation_masks(n, k, rng), count, avoid)
+
+
+def distinct_masks(draw: Callable[[int], np.ndarray], count: int, avoid: np.ndarray) -> np.ndarray:
+    """``count`` masks from ``draw`` (k -> k more masks, bool[k, n], drawn one row after another, so
+    the rows do not depend on k), none equal to a row of ``avoid`` (bool[a, n]) or to each other,
+    bool[count, n]."""
     from headspex.engine.store import mask_keys
 
     taken = set(mask_keys(avoid))
     out: list[np.ndarray] = []
     while len(out) < count:
-        for mask, key in zip(batch := sparse_ablation_masks(n, count - len(out), rng), mask_keys(batch)):
+        for mask, key in zip(batch := draw(count - len(out)), mask_keys(batch)):
             if key not in taken:
                 taken.add(key)
                 out.append(mask)
-    return np.array(out, dtype=bool).reshape(count, n)
+    return np.array(out, dtype=bool).reshape(count, avoid.shape[1])
 
 
 def benchmark_masks(n: int, args: argparse.Namespace, rng: np.random.Generator,

@@ -57,7 +57,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine_real_model import RESULTS, benchmark_masks, build_game, r2_interval  # noqa: E402
+from engine_real_model import RESULTS, benchmark_masks, build_game, distinct_masks, r2_interval  # noqa: E402
 
 FOLDS = 5
 ALPHAS = np.logspace(-3, 3, 25)
@@ -123,18 +123,14 @@ def hub_round_masks(n: int, count: int, hubs: np.ndarray, hub_rate: float, backg
     """A second round aimed at the hubs: each head ablated w.p. ``background_rate`` (the regime's
     rate), then each hub also w.p. ``hub_rate`` (1.0: every mask ablates it); distinct, none equal
     to a row of ``exclude`` and none the full model, bool[count, n]."""
-    from headspex.engine.store import mask_keys
+    def draw(k: int) -> np.ndarray:
+        masks = np.empty((k, n), dtype=bool)
+        for row in masks:
+            row[:] = rng.random(n) >= background_rate
+            row[hubs] &= rng.random(len(hubs)) >= hub_rate
+        return masks
 
-    taken = set(mask_keys(exclude))
-    rows: list[np.ndarray] = []
-    while len(rows) < count:
-        mask = rng.random(n) >= background_rate
-        mask[hubs] &= rng.random(len(hubs)) >= hub_rate
-        key = mask_keys(mask[None])[0]
-        if not mask.all() and key not in taken:
-            taken.add(key)
-            rows.append(mask)
-    return np.array(rows, dtype=bool).reshape(count, n)
+    return distinct_masks(draw, count, np.concatenate([exclude, np.ones((1, n), dtype=bool)]))
 
 
 class HubRound(NamedTuple):
