@@ -12,6 +12,10 @@
   whose members show almost no marginal signal;
 * ``lasso:fourier`` — LASSO over the same pool, penalty chosen on the same folds (while
   rows x pool <= ``LASSO_MAX_CELLS``);
+* ``lasso2:fourier`` — LASSO over *every* term of order 1 and 2, unscreened
+  (:func:`~headspex.engine.candidates.all_pairs_lasso_search`), where the LASSO baseline would
+  fit all pairs too (rows x terms <= ``ALL_PAIRS_MAX_CELLS``): the baseline's own model class, so
+  a pair the screened pool misses cannot put the estimator below it by more than CV noise;
 * ``lasso1:fourier`` — LASSO over the first-order terms only, when the pool holds more: with
   hundreds of players the pairs of the pool cost more variance than they explain (measured on
   270 SmolLM2 heads, :mod:`benchmarks.engine_real_model`), and this is the model a LASSO
@@ -44,6 +48,7 @@ import numpy as np
 
 from .anchored import anchored_search
 from .candidates import (
+    all_pairs_lasso_search,
     cv_prefix_errors,
     lasso_search,
     least_squares,
@@ -69,6 +74,9 @@ PURSUIT_MAX_TERMS = 300
 GROWTH_MAX_CELLS = 8e6
 #: The LASSO candidate runs while rows x pool columns stay below this (its cost grows with both).
 LASSO_MAX_CELLS = 4e6
+#: The all-pairs LASSO candidate runs while rows x (n + C(n, 2)) stay below this: where the LASSO
+#: baseline (:class:`~headspex.engine.estimators.baselines.LassoRegression`) fits all pairs.
+ALL_PAIRS_MAX_CELLS = 3e7
 #: Penalty growths per order tried by the graded order-3 ridge (``ridge3:removal``; 1 = flat).
 RIDGE3_ORDER_GROWTHS = (1.0, 10.0, 100.0, 1000.0)
 #: A dense ridge candidate runs while rows x terms stay below this (one eigendecomposition per
@@ -219,6 +227,9 @@ def extra_searches(
     if lasso and m * len(pool) <= LASSO_MAX_CELLS:
         out["lasso:fourier"] = {"basis": "fourier", **lasso_search(masks, values, "fourier", pool, folds,
                                                                   row_weights=row_weights, fold_pools=fold_pools)}
+    if lasso and max_order >= 2 and m * (n + math.comb(n, 2)) <= ALL_PAIRS_MAX_CELLS:
+        out["lasso2:fourier"] = {"basis": "fourier", **all_pairs_lasso_search(masks, values, folds,
+                                                                             row_weights=row_weights)}
     singles = [s for s in pool if len(s) == 1]
     if lasso and len(singles) < len(pool):
         out["lasso1:fourier"] = {"basis": "fourier", **lasso_search(masks, values, "fourier", singles, folds,

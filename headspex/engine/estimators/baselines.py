@@ -10,6 +10,7 @@ from .base import Estimator
 from ..candidates import least_squares
 from ..interactions import Subset, basis_matrix, n_terms_up_to_order, subsets_up_to_order
 from ..sampling import NEAR_FULL_KEEP
+from ..search import ALL_PAIRS_MAX_CELLS
 
 
 class LinearBanzhaf(Estimator):
@@ -71,7 +72,7 @@ class LassoRegression(Estimator):
     identifies_every_player = False
 
     def __init__(self, max_order: int = 2, seed: int | None = 0, cv: int = 3, n_alphas: int = 30,
-                 max_design_floats: float = 3e7, near_full_fraction: float = 0.0,
+                 max_design_floats: float = ALL_PAIRS_MAX_CELLS, near_full_fraction: float = 0.0,
                  near_full_keep: float = NEAR_FULL_KEEP, link: str = "identity") -> None:
         super().__init__(max_order, seed, near_full_fraction, near_full_keep, link)
         self.cv = int(cv)

@@ -14,7 +14,10 @@ from headspex.engine import Interactions, all_masks, sample_masks
 from headspex.engine.interactions import basis_matrix
 from headspex.engine.adaptive import greedy_removal_path, second_round_masks
 from headspex.engine.anchored import detect_ladder, ladder_removal_terms
+from headspex.engine import candidates
 from headspex.engine.candidates import (
+    all_pairs_lasso_path,
+    all_pairs_lasso_search,
     column_spread,
     cv_prefix_errors,
     grown_pursuit_ranking,
@@ -291,3 +294,71 @@ def test_graded_ridge_equals_an_explicit_order_weighted_penalty():
     got = np.array([found["terms"][t] for t in terms])
     np.testing.assert_allclose(got, beta, rtol=1e-6, atol=1e-9)
     assert found["terms"][()] == pytest.approx(values.mean() - x.mean(axis=0) @ beta, abs=1e-9)
+
+
+def _all_pairs_problem(seed: int, n: int, m: int) -> tuple[np.ndarray, np.ndarray, list[tuple[int, ...]], np.ndarray]:
+    """Masks, values (two singles and two pairs plus noise), every subset of order 1-2, and its formed design."""
+    rng = np.random.default_rng(seed)
+    masks = rng.random((m, n)) < 0.7
+    z = 2.0 * masks - 1.0
+    values = z[:, 0] - 0.5 * z[:, 3] * z[:, 7] + 0.3 * z[:, 1] * z[:, 2] + 0.2 * z[:, 5] + 0.2 * rng.standard_normal(m)
+    subsets = [(i,) for i in range(n)] + list(combinations(range(n), 2))
+    return masks, values, subsets, basis_matrix(masks, subsets, "fourier")
+
+
+@pytest.mark.parametrize("added_per_round", [candidates.PAIR_LASSO_ADD, 3])
+def test_all_pairs_lasso_path_equals_sklearn_on_the_formed_design(monkeypatch: pytest.MonkeyPatch,
+                                                                  added_per_round: int) -> None:
+    """The working-set path never forms the pair columns; sklearn's lasso_path on all of them is the truth.
+    With 3 columns added per round the working set starts far too small, so the optimality check must
+    find every missing column."""
+    from sklearn.linear_model import lasso_path
+
+    monkeypatch.setattr(candidates, "PAIR_LASSO_ADD", added_per_round)
+
+    masks, values, subsets, design = _all_pairs_problem(0, 24, 150)
+    centred, target = design - design.mean(axis=0), values - values.mean()
+    alphas = np.max(np.abs(centred.T @ target)) / len(values) * np.logspace(0, -3, 20)
+    _, reference, _ = lasso_path(centred, target, alphas=alphas, tol=1e-12, max_iter=100_000)
+    path = list(all_pairs_lasso_path(2.0 * masks - 1.0, values, alphas, tol=1e-12, max_iter=100_000))
+    assert len(path) == len(alphas)
+    index = {s: k for k, s in enumerate(subsets)}
+    for (intercept, features, beta), expected in zip(path, reference.T):
+        got = np.zeros(len(subsets))
+        for (i, j), b in zip(features, beta):
+            got[index[(int(i),) if j < 0 else (int(i), int(j))]] = b
+        np.testing.assert_allclose(got, expected, atol=1e-7)
+        assert intercept == pytest.approx(values.mean() - design.mean(axis=0) @ expected, abs=1e-7)
+    assert np.count_nonzero(reference[:, -1]) > 50  # the small penalties reach far into the pairs
+
+
+@pytest.mark.parametrize("formed_max_cells", [0.0, candidates.FORMED_PAIRS_MAX_CELLS])
+def test_all_pairs_lasso_search_chooses_the_penalty_of_an_explicit_cv(monkeypatch: pytest.MonkeyPatch,
+                                                                     formed_max_cells: float) -> None:
+    """Each fold's sklearn lasso_path on the formed design, the penalty with the lowest mean validation
+    error, and sklearn's all-rows fit at it: the search must give the same error and coefficients, on
+    the working-set path (no design formed) and on the formed one."""
+    from sklearn.linear_model import lasso_path
+
+    monkeypatch.setattr(candidates, "FORMED_PAIRS_MAX_CELLS", formed_max_cells)
+
+    masks, values, subsets, design = _all_pairs_problem(1, 20, 160)
+    folds = np.array_split(np.random.default_rng(2).permutation(len(values)), 4)
+    found = all_pairs_lasso_search(masks, values, folds, n_alphas=12, tol=1e-12)
+    centred = design - design.mean(axis=0)
+    alphas = np.max(np.abs(centred.T @ (values - values.mean()))) / len(values) * np.logspace(0, -3, 12)
+    errors = np.zeros(len(alphas))
+    for val in folds:
+        train = np.setdiff1d(np.arange(len(values)), val)
+        x_mean = design[train].mean(axis=0)
+        _, coefs, _ = lasso_path(design[train] - x_mean, values[train] - values[train].mean(), alphas=alphas,
+                                 tol=1e-12, max_iter=100_000)
+        predictions = (design[val] - x_mean) @ coefs + values[train].mean()
+        errors += np.mean((values[val][:, None] - predictions) ** 2, axis=0) / len(folds)
+    best = int(np.argmin(errors))
+    assert 0 < best < len(alphas) - 1 and found["cv_mse"] == pytest.approx(errors[best], rel=1e-6)
+    _, coefs, _ = lasso_path(centred, values - values.mean(), alphas=alphas[: best + 1], tol=1e-12, max_iter=100_000)
+    expected = coefs[:, -1]
+    np.testing.assert_allclose([found["terms"].get(s, 0.0) for s in subsets], expected, atol=1e-7)
+    assert found["terms"][()] == pytest.approx(values.mean() - design.mean(axis=0) @ expected, abs=1e-7)
+    assert {(3, 7), (1, 2)} <= set(found["terms"])  # pairs with no marginal signal, found unscreened
