@@ -2,8 +2,8 @@
 
 The candidate runs wherever rows x (n + C(n, 2)) <= ``headspex.engine.search.ALL_PAIRS_MAX_CELLS``.
 This script fits headspex's ProxySPEX on planted games of ``benchmarks/engine_benchmark.py`` with
-the candidate on and off (the limit set to 0), and shapiq's ProxySPEX on the same game (a fresh copy per fit, so the same noise), after one
-untimed warm-up fit, **interleaved**
+the candidate on and off (the limit set to 0), and shapiq's ProxySPEX on the same game (a fresh
+copy per fit, so the same noise). After one untimed warm-up fit the three are **interleaved**
 (on, off, shapiq, on, off, shapiq, ...) so that drift of the shared machine hits all three alike.
 It reports, per configuration, the median fit seconds of each, the on/off and on/shapiq ratios,
 and held-out R² on uniform masks (identical on and off where the candidate does not win).

@@ -15,7 +15,8 @@
 * ``lasso2:fourier`` — LASSO over *every* term of order 1 and 2, unscreened
   (:func:`~headspex.engine.candidates.all_pairs_lasso_search`), where the LASSO baseline would
   fit all pairs too (rows x terms <= ``ALL_PAIRS_MAX_CELLS``): the baseline's own model class, so
-  a pair the screened pool misses cannot put the estimator below it by more than CV noise;
+  a pair the screened pool misses cannot put the estimator below it by more than CV noise (and
+  the estimator's tie rule, which may prefer a sparser candidate within 2 % of its CV error);
 * ``lasso1:fourier`` — LASSO over the first-order terms only, when the pool holds more: with
   hundreds of players the pairs of the pool cost more variance than they explain (measured on
   270 SmolLM2 heads, :mod:`benchmarks.engine_real_model`), and this is the model a LASSO

@@ -81,12 +81,13 @@ class ProxySPEX(Estimator):
     7. **Other candidate sets** (``sources``, :mod:`headspex.engine.search`) on the same folds:
        matching pursuit and LASSO over screened low-order terms (no tree needed), LASSO over every
        term of order <= 2 unscreened where the LASSO baseline fits them all (its own model class,
-       so never worse than it by more than CV noise), the removal pursuit grown upward from its own choices up to
-       ``max_order`` (ORs of many backup heads), dense ridge over every term of order 1 (and 2 where they
-       fit: functions dense at low order; and order <= 3 in the removal basis, penalty graded by
-       order, where they fit), terms decoded from the coded design (no marginal
-       signal needed), and the anchored removal fit when the ladder is there. Validation errors weigh
-       uniform and near-full masks alike (``balance``); ladder rows are never validated.
+       so never worse than it by more than CV noise and the tie rule of step 8), the removal
+       pursuit grown upward from its own choices up to ``max_order`` (ORs of many backup heads),
+       dense ridge over every term of order 1 (and 2 where they fit: functions dense at low order;
+       and order <= 3 in the removal basis, penalty graded by order, where they fit), terms
+       decoded from the coded design (no marginal signal needed), and the anchored removal fit
+       when the ladder is there. Validation errors weigh uniform and near-full masks alike
+       (``balance``); ladder rows are never validated.
     8. The lowest CV error wins (anchored within ``anchor_tolerance`` of it); candidates within
        ``candidate_tolerance`` of it tie, and the one with the fewest terms (in its own basis)
        wins the tie: CV errors that close are noise, and the sparser fit generalises as well or
