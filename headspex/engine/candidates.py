@@ -565,12 +565,16 @@ def lasso_search(
 #: small penalty the strong rule can be loose, and the working set should grow no faster than it must.
 PAIR_LASSO_ADD = 200
 #: :func:`all_pairs_lasso_search` forms the design and runs :func:`lasso_search` while rows x
-#: (n + C(n, 2)) stay below this; above it, the working-set path (n = 270 heads, 500 masks: 11 s
-#: against 28 s formed).
-FORMED_PAIRS_MAX_CELLS = 4e6
+#: (n + C(n, 2)) stay below this; above it, the working-set path. Measured on planted games: n = 32,
+#: 1 000 masks (5e5 cells): 0.07 s formed against 0.13 s; n = 64, 500 masks (1e6 cells): 0.55 s
+#: against 0.16 s; n = 64, 1 000 masks: 0.75 s against 0.37 s.
+FORMED_PAIRS_MAX_CELLS = 1e6
 #: :func:`all_pairs_lasso_search` stops its penalty path once the CV error has risen this many
 #: penalties in a row past its lowest.
 PAIR_LASSO_RISE_STOP = 3
+#: Most centred columns (with their Gram matrix) one :func:`all_pairs_lasso_path` keeps between
+#: solves: 2 048 columns hold a 32 MiB Gram matrix. Past it the cache keeps only the working set.
+PAIR_GRAM_MAX_COLUMNS = 2048
 
 
 def pair_gradients(factors: np.ndarray, residual: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -598,6 +602,91 @@ def pair_columns(factors: np.ndarray, features: np.ndarray) -> np.ndarray:
     return columns
 
 
+class _CentredPairColumns:
+    """The centred Fourier columns of order 1 and 2 that one LASSO path has used, with their Gram
+    matrix and their products with the target, grown as the working set grows.
+
+    A working set's solve needs ``X^T X`` of its p columns (O(m p^2)); successive solves along a
+    path share most columns, so each column's products are computed once, when it first joins.
+    At most ``PAIR_GRAM_MAX_COLUMNS`` columns are kept (past that, only the current working set).
+    """
+
+    def __init__(self, factors: np.ndarray, every: np.ndarray, target: np.ndarray) -> None:
+        self.factors, self.every, self.target = factors, every, target
+        self.slot = np.full(len(every), -1, dtype=np.int64)  # column index -> its slot
+        self.members = np.zeros(0, dtype=np.int64)  # column indices, in slot order
+        # Storage with room to grow (doubling), so a join copies only the new columns' products.
+        self.rows = np.zeros((0, factors.shape[0]))  # [capacity, m]: slot k's centred column
+        self.gram = np.zeros((0, 0))  # [capacity, capacity]
+        self.products = np.zeros(0)  # [capacity]: X^T target
+
+    def _reserve(self, size: int) -> None:
+        capacity = len(self.products)
+        if size <= capacity:
+            return
+        capacity = min(max(size, 2 * capacity, 64), max(size, PAIR_GRAM_MAX_COLUMNS))
+        used = len(self.members)
+        rows, gram, products = np.empty((capacity, self.rows.shape[1])), np.empty((capacity, capacity)), np.empty(capacity)
+        rows[:used], gram[:used, :used], products[:used] = self.rows[:used], self.gram[:used, :used], self.products[:used]
+        self.rows, self.gram, self.products = rows, gram, products
+
+    def _keep_only(self, columns: np.ndarray) -> None:
+        slots = self.slot[columns]
+        self.slot[self.members] = -1
+        k = len(columns)
+        self.rows[:k], self.products[:k] = self.rows[slots], self.products[slots]
+        self.gram[:k, :k] = self.gram[np.ix_(slots, slots)]
+        self.members = columns.copy()
+        self.slot[columns] = np.arange(k)
+
+    def add(self, columns: np.ndarray) -> bool:
+        """Make sure every column in ``columns`` (indices into ``every``) is kept; False if they do
+        not fit the cap together (then nothing kept outside ``columns`` survives)."""
+        new = columns[self.slot[columns] < 0]
+        if not len(new):
+            return True
+        if len(self.members) + len(new) > PAIR_GRAM_MAX_COLUMNS:
+            self._keep_only(columns[self.slot[columns] >= 0])
+            if len(self.members) + len(new) > PAIR_GRAM_MAX_COLUMNS:
+                return False
+        used, size = len(self.members), len(self.members) + len(new)
+        self._reserve(size)
+        block = pair_columns(self.factors, self.every[new]).T  # [a, m]
+        block -= block.mean(axis=1, keepdims=True)
+        self.rows[used:size] = block
+        cross = self.rows[:used] @ block.T
+        self.gram[:used, used:size], self.gram[used:size, :used] = cross, cross.T
+        self.gram[used:size, used:size] = block @ block.T
+        self.products[used:size] = block @ self.target
+        self.slot[new] = np.arange(used, size)
+        self.members = np.concatenate([self.members, new])
+        return True
+
+    def solve(self, columns: np.ndarray, alpha: float, coef: np.ndarray, tol: float,
+              max_iter: int) -> tuple[np.ndarray, np.ndarray]:
+        """sklearn's LASSO at ``alpha`` on the centred ``columns``, warm-started at ``coef``:
+        ``(coefficients float64[p], residual float64[m])``. Like sklearn's ``precompute="auto"``,
+        the Gram matrix is used while p < m."""
+        from sklearn.linear_model import lasso_path
+
+        m = len(self.target)
+        if self.add(columns):
+            slots = self.slot[columns]
+            design = self.rows[slots].T  # [m, p], Fortran order (no copy beyond the gather)
+            gram = {"precompute": self.gram[np.ix_(slots, slots)], "Xy": self.products[slots]} if len(columns) < m \
+                else {"precompute": False}
+            _, path_coefs, _ = lasso_path(design, self.target, alphas=[alpha], coef_init=coef, tol=tol,
+                                          max_iter=max_iter, check_input=False, **gram)
+        else:  # too many columns to keep: sklearn forms what it needs
+            design = pair_columns(self.factors, self.every[columns])
+            design -= design.mean(axis=0)
+            _, path_coefs, _ = lasso_path(design, self.target, alphas=[alpha], coef_init=coef, tol=tol,
+                                          max_iter=max_iter)
+        coef = path_coefs[:, 0]
+        nonzero = coef != 0.0
+        return coef, self.target - design[:, nonzero] @ coef[nonzero]
+
+
 def all_pairs_lasso_path(
     factors: np.ndarray, values: np.ndarray, alphas: np.ndarray, tol: float = 1e-4, max_iter: int = 3000
 ) -> Iterator[tuple[float, np.ndarray, np.ndarray]]:
@@ -610,7 +699,8 @@ def all_pairs_lasso_path(
     every column's optimality condition ``|x_j^T r| / m <= alpha`` is checked at once
     (:func:`pair_gradients`); violators join and it re-solves. So the result is the full LASSO's,
     to the solver's tolerance (tested against sklearn on the formed design), with O(n^2) memory
-    per check instead of the formed design's O(m n^2).
+    per check instead of the formed design's O(m n^2). Each column's Gram entries are computed
+    once, when it first joins (:class:`_CentredPairColumns`), not at every re-solve.
 
     Args:
         factors: float64[m, n], ±1 single-player Fourier columns; values: float64[m].
@@ -621,13 +711,12 @@ def all_pairs_lasso_path(
         nonzero terms, a single ``i`` coded ``(i, -1)``, a pair ``(i, j)`` with ``i < j``. A
         generator, so a caller can stop the path once smaller penalties stop helping.
     """
-    from sklearn.linear_model import lasso_path
-
     m, n = factors.shape
     y_mean = float(values.mean())
     target = values - y_mean
     upper = np.triu_indices(n, k=1)
     every = np.concatenate([np.column_stack([np.arange(n), np.full(n, -1)]), np.column_stack(upper)])
+    columns = _CentredPairColumns(factors, every, target)
     working = np.zeros(0, dtype=np.int64)  # indices into ``every``
     coef = np.zeros(0)
     residual = target.copy()
@@ -648,12 +737,7 @@ def all_pairs_lasso_path(
         coef[np.searchsorted(working, keep)] = kept_coef
         while True:
             if len(working):
-                columns = pair_columns(factors, every[working])
-                means = columns.mean(axis=0)
-                _, path_coefs, _ = lasso_path(columns - means, target, alphas=[alpha], coef_init=coef,
-                                              tol=tol, max_iter=max_iter)
-                coef = path_coefs[:, 0]
-                residual = target - (columns - means) @ coef
+                coef, residual = columns.solve(working, alpha, coef, tol, max_iter)
             else:
                 residual = target
             grad = gradients(residual)
@@ -703,7 +787,8 @@ def all_pairs_lasso_search(
         row_weights: float64[m] validation weights (:func:`regime_weights`), or None.
         tol: the coordinate descent's tolerance (sklearn's, relative to ``||y||^2``). None: 1e-3
             on a formed design (as :func:`lasso_search`), 1e-4 on the working set, whose optimality
-            check needs the tighter solve (at 1e-3 it took twice as long: 270 heads, 500 masks).
+            check needs the tighter solve (planted n = 270 game, 500 masks: at 1e-3 its loose
+            solves admitted twice the terms and took 40 s, against 0.4 s at 1e-4).
             Measured at n = 64 with 1 000 masks, a formed design at 1e-4 took 4.5x as long as at
             1e-3 for the same support and CV error.
 
@@ -712,8 +797,7 @@ def all_pairs_lasso_search(
     """
     m, n = masks.shape
     if m * (n + math.comb(n, 2)) <= FORMED_PAIRS_MAX_CELLS:
-        # Small enough to form: one sklearn path per fold beats the working set's many small solves
-        # (n = 64, 1 000 masks: 0.4 s against 2.2 s).
+        # Small enough to form: one sklearn path per fold beats the working set's many small solves.
         return lasso_search(masks, values, "fourier", [(i,) for i in range(n)] + list(combinations(range(n), 2)),
                             folds, n_alphas, row_weights=row_weights, tol=1e-3 if tol is None else tol)
     tol = 1e-4 if tol is None else tol

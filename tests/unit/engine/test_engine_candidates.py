@@ -306,15 +306,18 @@ def _all_pairs_problem(seed: int, n: int, m: int) -> tuple[np.ndarray, np.ndarra
     return masks, values, subsets, basis_matrix(masks, subsets, "fourier")
 
 
-@pytest.mark.parametrize("added_per_round", [candidates.PAIR_LASSO_ADD, 3])
+@pytest.mark.parametrize(("added_per_round", "kept_columns"), [
+    (candidates.PAIR_LASSO_ADD, candidates.PAIR_GRAM_MAX_COLUMNS), (3, candidates.PAIR_GRAM_MAX_COLUMNS), (3, 40)])
 def test_all_pairs_lasso_path_equals_sklearn_on_the_formed_design(monkeypatch: pytest.MonkeyPatch,
-                                                                  added_per_round: int) -> None:
+                                                                  added_per_round: int, kept_columns: int) -> None:
     """The working-set path never forms the pair columns; sklearn's lasso_path on all of them is the truth.
     With 3 columns added per round the working set starts far too small, so the optimality check must
-    find every missing column."""
+    find every missing column. With 40 kept columns the column cache must evict, and the larger
+    working sets (the last ones exceed the 150 rows, where no Gram matrix is used) skip it."""
     from sklearn.linear_model import lasso_path
 
     monkeypatch.setattr(candidates, "PAIR_LASSO_ADD", added_per_round)
+    monkeypatch.setattr(candidates, "PAIR_GRAM_MAX_COLUMNS", kept_columns)
 
     masks, values, subsets, design = _all_pairs_problem(0, 24, 150)
     centred, target = design - design.mean(axis=0), values - values.mean()
@@ -330,6 +333,35 @@ def test_all_pairs_lasso_path_equals_sklearn_on_the_formed_design(monkeypatch: p
         np.testing.assert_allclose(got, expected, atol=1e-7)
         assert intercept == pytest.approx(values.mean() - design.mean(axis=0) @ expected, abs=1e-7)
     assert np.count_nonzero(reference[:, -1]) > 50  # the small penalties reach far into the pairs
+
+
+def test_pair_column_cache_holds_each_kept_columns_products_through_growth_and_eviction(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """After every join (some growing the storage, some forcing an eviction, one too large to keep),
+    each kept column's centred values, Gram entries and product with the target equal those of the
+    formed, centred design."""
+    monkeypatch.setattr(candidates, "PAIR_GRAM_MAX_COLUMNS", 90)
+    masks, values, subsets, design = _all_pairs_problem(3, 16, 60)
+    centred, target = design - design.mean(axis=0), values - values.mean()
+    n = masks.shape[1]
+    upper = np.triu_indices(n, k=1)
+    every = np.concatenate([np.column_stack([np.arange(n), np.full(n, -1)]), np.column_stack(upper)])
+    assert [(int(i),) if j < 0 else (int(i), int(j)) for i, j in every] == subsets
+    cache = candidates._CentredPairColumns(2.0 * masks - 1.0, every, target)
+    rng = np.random.default_rng(4)
+    outcomes = []
+    for size in [10, 30, 50, 20, 70, 40, 95, 60, 80]:
+        wanted = np.sort(rng.choice(len(subsets), size=size, replace=False))
+        outcomes.append(cache.add(wanted))
+        kept = cache.members
+        slots = cache.slot[kept]
+        assert len(kept) <= 90 and np.all(slots == np.arange(len(kept)))
+        if outcomes[-1]:
+            assert set(wanted) <= set(kept)
+        np.testing.assert_allclose(cache.rows[slots], centred[:, kept].T, atol=1e-12)
+        np.testing.assert_allclose(cache.gram[np.ix_(slots, slots)], centred[:, kept].T @ centred[:, kept], atol=1e-9)
+        np.testing.assert_allclose(cache.products[slots], centred[:, kept].T @ target, atol=1e-9)
+    assert outcomes.count(False) == 1  # the 95 columns
 
 
 @pytest.mark.parametrize("formed_max_cells", [0.0, candidates.FORMED_PAIRS_MAX_CELLS])
