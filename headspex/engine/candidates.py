@@ -573,7 +573,8 @@ FORMED_PAIRS_MAX_CELLS = 1e6
 #: penalties in a row past its lowest.
 PAIR_LASSO_RISE_STOP = 3
 #: Most centred columns (with their Gram matrix) one :func:`all_pairs_lasso_path` keeps between
-#: solves: 2 048 columns hold a 32 MiB Gram matrix. Past it the cache keeps only the working set.
+#: solves: 2 048 columns hold a 32 MiB Gram matrix and 16 KiB per row of columns, once per CV fold
+#: walking the path. Past it the cache keeps only the working set.
 PAIR_GRAM_MAX_COLUMNS = 2048
 
 
@@ -626,8 +627,10 @@ class _CentredPairColumns:
             return
         capacity = min(max(size, 2 * capacity, 64), max(size, PAIR_GRAM_MAX_COLUMNS))
         used = len(self.members)
-        rows, gram, products = np.empty((capacity, self.rows.shape[1])), np.empty((capacity, capacity)), np.empty(capacity)
-        rows[:used], gram[:used, :used], products[:used] = self.rows[:used], self.gram[:used, :used], self.products[:used]
+        rows, gram, products = np.empty((capacity, self.rows.shape[1])), np.empty((capacity, capacity)), \
+            np.empty(capacity)
+        rows[:used], gram[:used, :used] = self.rows[:used], self.gram[:used, :used]
+        products[:used] = self.products[:used]
         self.rows, self.gram, self.products = rows, gram, products
 
     def _keep_only(self, columns: np.ndarray) -> None:
