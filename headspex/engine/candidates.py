@@ -719,7 +719,7 @@ def all_pairs_lasso_path(
     target = values - y_mean
     upper = np.triu_indices(n, k=1)
     every = np.concatenate([np.column_stack([np.arange(n), np.full(n, -1)]), np.column_stack(upper)])
-    columns = _CentredPairColumns(factors, every, target)
+    cache = _CentredPairColumns(factors, every, target)
     working = np.zeros(0, dtype=np.int64)  # indices into ``every``
     coef = np.zeros(0)
     residual = target.copy()
@@ -740,7 +740,7 @@ def all_pairs_lasso_path(
         coef[np.searchsorted(working, keep)] = kept_coef
         while True:
             if len(working):
-                coef, residual = columns.solve(working, alpha, coef, tol, max_iter)
+                coef, residual = cache.solve(working, alpha, coef, tol, max_iter)
             else:
                 residual = target
             grad = gradients(residual)
