@@ -12,7 +12,9 @@ uniform masks (each player kept w.p. 1/2) and 1000 near-full masks (kept w.p. 0.
 over all 2^8 head masks: there, held-out means every mask the method did not evaluate. Results
 are appended to ``benchmarks/results/engine.json`` after every configuration (so a partial
 run is usable) and summarised in ``benchmarks/results/engine.md``; ``--report-only`` rebuilds
-the Markdown from the JSON.
+the Markdown from the JSON. Every method evaluates its own copy of the game (a planted game's
+noise stream starts afresh for each), so a method's noise does not depend on which methods ran
+before it and ``--append --replace --headspex-only`` reproduces a full run's headspex entries.
 
 shapiq details: the recovered function is read from the Möbius coefficients shapiq computes
 internally (before its index conversion, so nothing is truncated and k-SII bugs do not
@@ -24,6 +26,7 @@ the rest — grid search, extraction, 95%-energy truncation, RidgeCV — is shap
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import platform
@@ -231,7 +234,9 @@ def _unseen(masks: np.ndarray, fit_masks: np.ndarray | None) -> np.ndarray:
     return np.array([row.tobytes() not in seen for row in np.packbits(masks, axis=1)])
 
 
-def run_config(cfg: dict[str, Any]) -> dict[str, Any]:
+def run_config(cfg: dict[str, Any], headspex_only: bool = False) -> dict[str, Any]:
+    """One configuration's row: every method's entry under ``results`` (only headspex's own
+    entries, ``headspex*``, with ``headspex_only``)."""
     n, budget = cfg["n"], cfg["budget"]
     if cfg["family"] == "induction":
         game, _, train_seconds = induction_table()
@@ -255,10 +260,15 @@ def run_config(cfg: dict[str, Any]) -> dict[str, Any]:
         methods.append("headspex_auto")
     if cfg["ablations"]:
         methods += list(ABLATIONS)
+    if headspex_only:
+        methods = [m for m in methods if m.startswith("headspex")]
     row = {k: v for k, v in cfg.items() if k not in ("methods",)}
     row["results"] = {}
     for method in methods:
-        row["results"][method] = _run_method(method, cfg, game, tests, truth_values)
+        # A fresh copy of the game per method: a planted game's noise stream advances with every
+        # evaluation, so with one shared game a method's noise would depend on which methods ran
+        # before it (a --headspex-only refit would not reproduce a full run's row).
+        row["results"][method] = _run_method(method, cfg, copy.deepcopy(game), tests, truth_values)
     return row
 
 
@@ -606,9 +616,14 @@ def main() -> None:
     parser.add_argument("--replace", action="store_true",
                         help="with --append: a new row takes the place of the saved row of the same family, n, "
                              "budget and seed (rerun configurations after a change without duplicating them)")
+    parser.add_argument("--headspex-only", action="store_true",
+                        help="with --append --replace: refit only headspex's entries of the selected rows, keep "
+                             "the saved rivals' (shapiq, LASSO) and print each changed R² and winner")
     args = parser.parse_args()
     if args.replace and not args.append:
         parser.error("--replace needs --append")
+    if args.headspex_only and not args.replace:
+        parser.error("--headspex-only needs --append --replace (it completes saved rows)")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if args.report_only:
@@ -644,9 +659,19 @@ def main() -> None:
         if (time.time() - start) / 60 > args.max_minutes:
             meta["skipped"].append(f"{len(grid) - i} configurations not started (time limit {args.max_minutes} min)")
             break
-        row = run_config(cfg)
+        row = run_config(cfg, headspex_only=args.headspex_only)
         same = [j for j, old in enumerate(rows) if args.replace and _config_key(old) == _config_key(row)]
-        if same:
+        if same and args.headspex_only:
+            saved = rows[same[0]]["results"]
+            for method, entry in row["results"].items():
+                before = saved.get(method, {})
+                moved = [f"{key} {_fmt(before.get(key), 4)} -> {_fmt(entry.get(key), 4)}"
+                         for key in ("r2_uniform", "r2_near_full", "winner")
+                         if _fmt(before.get(key), 4) != _fmt(entry.get(key), 4)]
+                print(f"  {method}: " + ("; ".join(moved) if moved else "unchanged"), flush=True)
+            row["results"] = {**saved, **row["results"]}
+            rows[same[0]] = row
+        elif same:
             rows[same[0]] = row
         else:
             rows.append(row)

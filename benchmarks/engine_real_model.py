@@ -45,6 +45,12 @@ none of them passes the target either, the limit is the masks, not the estimator
 ``--engine-seeds 1,2,3`` fits ProxySPEX again on the same masks with other seeds (its CV folds
 and proxy), so a gap to the baseline can be told from the draw of the folds.
 
+``--used-masks-only`` evaluates only the fit masks that ``--budgets`` use (each budget's nested
+subset of the ``--budget`` masks, the same rows as in a full run) and skips the ceiling: one small
+budget can be rerun on a fresh machine without the whole design's forward passes. Each
+ProxySPEX row records every candidate's CV error and size (``candidates``), so a winner can be
+checked against the selection rule without refitting.
+
 Evaluated masks go to ``--cache-dir`` (default ``runs/engine_real_model``, git-ignored): run the
 same command again after a kill and it resumes without re-evaluating a mask.
 
@@ -296,18 +302,22 @@ def run(args: argparse.Namespace) -> None:
     masks, tests = benchmark_masks(n, args, rng, estimator)
     ablated = (~masks).sum(axis=1)
     labels = np.where(ablated <= 0.2 * n, "near", "uniform")
+    # Each budget's nested subset, drawn before any fit (the loop below draws nothing else from rng).
+    subsets = [np.arange(len(masks)) if budget >= len(masks) else nested_subset(labels, budget, rng)
+               for budget in args.budgets]
+    used = np.unique(np.concatenate(subsets)) if args.used_masks_only else np.arange(len(masks))
     start = time.perf_counter()
     test_values = {k: in_slices(game, v, args.slice) for k, v in tests.items()}
-    values = in_slices(game, masks, args.slice)
+    values = np.full(len(masks), np.nan)  # rows no budget uses stay NaN with --used-masks-only
+    values[used] = in_slices(game, masks[used], args.slice)
     game_seconds = time.perf_counter() - start
     if args.evaluate_only:  # e.g. on a GPU machine: the store in --cache-dir is the result
-        print(json.dumps({"evaluated_masks": len(masks) + sum(len(v) for v in tests.values()),
+        print(json.dumps({"evaluated_masks": len(used) + sum(len(v) for v in tests.values()),
                           "game_seconds": game_seconds, "device": args.device, "cache_dir": args.cache_dir}))
         return
     rows = []
     predictions: dict[tuple[int, str], np.ndarray] = {}
-    for budget in args.budgets:
-        subset = np.arange(len(masks)) if budget >= len(masks) else nested_subset(labels, budget, rng)
+    for subset in subsets:
         near_subset = subset[labels[subset] == "near"]
         methods = [("proxyspex", estimator, subset), ("lasso_order2", LassoRegression(max_order=2, seed=args.seed), subset),
                    ("least_squares_order1", LinearBanzhaf(seed=args.seed), subset)]
@@ -326,6 +336,9 @@ def run(args: argparse.Namespace) -> None:
             entry = {"budget": int(len(subset)), "method": name, "fit_masks": int(len(rows_used)),
                      "fit_seconds": result.fit_seconds,
                      "winner": result.diagnostics.get("winner", result.diagnostics.get("basis"))}
+            if "searches" in result.diagnostics:  # every candidate's CV error and size: why the winner won
+                entry["candidates"] = {candidate: {"cv_mse": found["cv_mse"], "n_terms": found["n_terms"]}
+                                       for candidate, found in result.diagnostics["searches"].items()}
             for key, test_masks in tests.items():
                 entry[f"r2_{key}"] = r2_score(test_values[key], result.interactions(test_masks))
             predictions[(int(len(subset)), name)] = result.interactions(tests["sparse_le5pct"])
@@ -340,7 +353,7 @@ def run(args: argparse.Namespace) -> None:
                                                           predictions[(budget, "lasso_order2")], args.seed)
             versus.append({"budget": budget, "method": name, "difference": diff, "ci95": [low, high]})
     limits = {}
-    if regime:
+    if regime and len(used) == len(masks):  # the ceiling fits every fit mask
         extra = near_full_store_masks(game, np.concatenate([masks, *tests.values()]))
         limits = ceiling(masks, values, tests["sparse_le5pct"], test_values["sparse_le5pct"], extra, args.seed)
         print({"ceiling": limits}, flush=True)
@@ -377,7 +390,7 @@ def run(args: argparse.Namespace) -> None:
         lines += [f"| {k} | {v:.3f} |" for k, v in limits.items()]
     lines += [""] if regime else ["", "`lasso_order1_near_full_only` is a diagnostic, not a method of the engine: the first-order LASSO "
               "fitted on only the near-full masks of the same budget (those ablating ≤ 20 % of the heads). "]
-    n_evaluated = len(masks) + sum(len(v) for v in tests.values())
+    n_evaluated = len(used) + sum(len(v) for v in tests.values())
     lines += [f"The game's {n_evaluated} masks are kept in `{args.cache_dir}`, so a rerun refits "
               "without a forward pass (`game_seconds` in the JSON is this run's, store lookups included)."]
     (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
@@ -407,6 +420,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (the game runs in fp32)")
     parser.add_argument("--evaluate-only", action="store_true",
                         help="evaluate the test and fit masks into --cache-dir and stop (no fit)")
+    parser.add_argument("--used-masks-only", action="store_true",
+                        help="evaluate only the fit masks that --budgets use (nested subsets of --budget's "
+                             "masks, the same as in a full run); no ceiling")
     parser.add_argument("--slice", type=int, default=25, help="masks per game call (one store file each)")
     parser.add_argument("--results-stem", default="",
                         help="name of the results files under benchmarks/results (default: by design)")

@@ -15,8 +15,7 @@
 * ``lasso2:fourier`` — LASSO over *every* term of order 1 and 2, unscreened
   (:func:`~headspex.engine.candidates.all_pairs_lasso_search`), where the LASSO baseline would
   fit all pairs too (rows x terms <= ``ALL_PAIRS_MAX_CELLS``): the baseline's own model class, so
-  a pair the screened pool misses cannot put the estimator below it by more than CV noise (and
-  the estimator's tie rule, which may prefer a sparser candidate within 2 % of its CV error);
+  a pair the screened pool misses cannot put the estimator below it by more than CV noise;
 * ``lasso1:fourier`` — LASSO over the first-order terms only, when the pool holds more: with
   hundreds of players the pairs of the pool cost more variance than they explain (measured on
   270 SmolLM2 heads, :mod:`benchmarks.engine_real_model`), and this is the model a LASSO
@@ -36,7 +35,10 @@
   plus pursued higher ones (:mod:`headspex.engine.anchored`).
 
 Each entry is ``{"basis", "support" (list of subsets) or "terms" (dict), "cv_mse", "k"}``;
-the caller compares ``cv_mse`` with its own searches and refits the winner.
+the caller compares ``cv_mse`` with its own searches and refits the winner. The one entry in the
+LASSO baseline's own model class (``lasso2:fourier``, else the first-order LASSO over every
+player: the order the baseline drops to where all pairs do not fit) also carries
+``"baseline_class": True``: the caller's tie rule never trades CV error above it for sparsity.
 """
 
 from __future__ import annotations
@@ -235,6 +237,12 @@ def extra_searches(
     if lasso and len(singles) < len(pool):
         out["lasso1:fourier"] = {"basis": "fourier", **lasso_search(masks, values, "fourier", singles, folds,
                                                                    row_weights=row_weights)}
+    # The LASSO baseline's own model class: all pairs where they fit, else every first-order term.
+    baseline = next((name for name in ("lasso2:fourier", "lasso1:fourier") if name in out), None)
+    if baseline is None and "lasso:fourier" in out and len(singles) == len(pool):
+        baseline = "lasso:fourier"
+    if baseline is not None:
+        out[baseline]["baseline_class"] = True
     for order in (1, 2)[: min(max_order, 2)] if ridge else ():
         if m * sum(math.comb(n, k) for k in range(1, order + 1)) <= RIDGE_MAX_CELLS:
             dense = subsets_up_to_order(n, order, min_order=1)

@@ -160,26 +160,39 @@ def test_sparsest_candidate_wins_a_tie_in_the_cv():
     # Exact fits: all at the floor tie; the sparsest is taken.
     floor = {name: 1e-12 for name in searches}
     assert sparsest_within(searches, floor.get, 0.0) == "pursuit:removal"
+    # A cap: no winner above its error. Under ridge's (the lowest), only ridge remains; under
+    # lasso's (1.015), proxy (1.012) and lasso tie, proxy by the lower error; pursuit (1.03) never.
+    assert sparsest_within(searches, errors.get, 0.05, cap="ridge1:fourier") == "ridge1:fourier"
+    assert sparsest_within(searches, errors.get, 0.05, cap="lasso1:fourier") == "proxy:fourier"
+    assert sparsest_within(searches, errors.get, 0.02, cap="pursuit:removal") == "proxy:fourier"
 
 
 def test_winner_follows_the_parsimony_rule_on_a_noisy_first_order_game():
     """A noisy first-order game (8 large effects and 52 small ones among 60 players): the proxy
     read-out has the lowest CV error and the first-order LASSO is within 2 % of it with far
-    fewer terms. The winner is the sparsest candidate within 2 % of the lowest error (checked
-    against the recorded errors and term counts); with no tolerance the lowest error wins."""
+    fewer terms. The winner is the sparsest candidate within 2 % of the lowest error and, with
+    the baseline guard, at most the LASSO baseline class's error (checked against the recorded
+    errors and term counts); with no tolerance the lowest error wins."""
     rng = np.random.default_rng(2)
     n, m = 60, 300
     masks = sample_masks(n, m, rng, 0.5)
     effects = rng.standard_normal(n) * 0.1
     effects[rng.choice(n, 8, replace=False)] += rng.choice([-1.0, 1.0], 8) * rng.uniform(0.3, 1.0, 8)
     values = masks @ effects + rng.standard_normal(m)
-    for tolerance in (0.02, 0.0):
-        found = ProxySPEX(max_order=2, seed=0, candidate_tolerance=tolerance).fit_samples(masks, values).diagnostics
+    for tolerance, guard in ((0.02, False), (0.02, True), (0.0, True)):
+        found = ProxySPEX(max_order=2, seed=0, candidate_tolerance=tolerance,
+                          baseline_guard=guard).fit_samples(masks, values).diagnostics
         searches = found["searches"]
+        # 300 x (60 + 1770) cells: the all-pairs LASSO runs and is the baseline's class.
+        assert [name for name, s in searches.items() if s.get("baseline_class")] == ["lasso2:fourier"]
         floor = 1e-12 * float(np.var(values))
         errors = {name: max(s["cv_mse"], floor) for name, s in searches.items()}
         lowest = min(errors.values())
-        tied = [name for name in searches if errors[name] <= (1.0 + tolerance) * lowest]
+        bound = (1.0 + tolerance) * lowest
+        if guard:
+            bound = min(bound, errors["lasso2:fourier"])
+            assert errors[found["winner"]] <= errors["lasso2:fourier"]
+        tied = [name for name in searches if errors[name] <= bound]
         expected = min(tied, key=lambda name: (searches[name]["n_terms"], errors[name]))
         assert found["winner"] == expected, (tolerance, found["winner"], errors)
         assert found["lowest_cv"] == min(errors, key=errors.get)

@@ -394,3 +394,32 @@ def test_all_pairs_lasso_search_chooses_the_penalty_of_an_explicit_cv(monkeypatc
     np.testing.assert_allclose([found["terms"].get(s, 0.0) for s in subsets], expected, atol=1e-7)
     assert found["terms"][()] == pytest.approx(values.mean() - design.mean(axis=0) @ expected, abs=1e-7)
     assert {(3, 7), (1, 2)} <= set(found["terms"])  # pairs with no marginal signal, found unscreened
+
+
+@pytest.mark.parametrize("max_order", [1, 2])
+def test_the_baseline_class_is_the_lasso_over_the_order_the_lasso_baseline_fits(
+        monkeypatch: pytest.MonkeyPatch, max_order: int) -> None:
+    """LassoRegression(max_order=2) fits every pair where rows x (n + C(n, 2)) <= ALL_PAIRS_MAX_CELLS
+    and every single beyond: the flagged candidate is the all-pairs LASSO, then the first-order
+    one; with max_order=1 the pool is the n singles and the pool LASSO is that class."""
+    from headspex.engine import search
+    from headspex.engine.estimators.baselines import LassoRegression
+
+    rng = np.random.default_rng(5)
+    n, m = 12, 120
+    masks = sample_masks(n, m, rng, 0.5)
+    values = masks @ rng.standard_normal(n) + 0.1 * rng.standard_normal(m)
+    folds = np.array_split(rng.permutation(m), 4)
+    flagged_by_limit = {}
+    for limit in (1e9, 1e3):  # all pairs fit; they do not
+        monkeypatch.setattr(search, "ALL_PAIRS_MAX_CELLS", limit)
+        out = search.extra_searches(masks, values, folds, {}, [()], max_order, cap=50, ridge=False,
+                                    pursuit_bases=(), growth=False)
+        flagged = [name for name, found in out.items() if found.get("baseline_class")]
+        baseline_order = LassoRegression(max_order=max_order, max_design_floats=limit).fit_samples(
+            masks, values).diagnostics["order_used"]
+        flagged_by_limit[limit] = (flagged, baseline_order)
+    if max_order == 2:
+        assert flagged_by_limit == {1e9: (["lasso2:fourier"], 2), 1e3: (["lasso1:fourier"], 1)}
+    else:
+        assert flagged_by_limit == {1e9: (["lasso:fourier"], 1), 1e3: (["lasso:fourier"], 1)}
