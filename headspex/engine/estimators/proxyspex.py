@@ -81,8 +81,8 @@ class ProxySPEX(Estimator):
     7. **Other candidate sets** (``sources``, :mod:`headspex.engine.search`) on the same folds:
        matching pursuit and LASSO over screened low-order terms (no tree needed), LASSO over every
        term of order <= 2 unscreened where the LASSO baseline fits them all (its own model class,
-       so never worse than it by more than CV noise), the removal
-       pursuit grown upward from its own choices up to ``max_order`` (ORs of many backup heads),
+       so never worse than it by more than CV noise), the removal pursuit grown upward from its
+       own choices up to ``max_order`` (ORs of many backup heads),
        dense ridge over every term of order 1 (and 2 where they fit: functions dense at low order;
        and order <= 3 in the removal basis, penalty graded by order, where they fit), terms
        decoded from the coded design (no marginal signal needed), and the anchored removal fit

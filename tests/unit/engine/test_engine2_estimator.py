@@ -167,6 +167,36 @@ def test_sparsest_candidate_wins_a_tie_in_the_cv():
     assert sparsest_within(searches, errors.get, 0.02, cap="pursuit:removal") == "proxy:fourier"
 
 
+def test_the_fit_applies_the_baseline_guard_to_the_candidates_it_searched(monkeypatch: pytest.MonkeyPatch):
+    """The searches run as usual, then their CV errors are set so that the all-pairs LASSO (the
+    baseline class) is lowest and the sparser first-order LASSO is 1 % above it: the tie rule alone
+    takes the first-order one, the guarded fit the all-pairs one."""
+    from headspex.engine.estimators import proxyspex
+
+    real_searches = proxyspex.extra_searches
+
+    def planted_errors(*args, **kwargs):
+        found = real_searches(*args, **kwargs)
+        for name, entry in found.items():
+            # Far below the proxy's own searches (real errors, about 0.3 here), so those never tie.
+            entry["cv_mse"] = {"lasso2:fourier": 1e-3, "lasso1:fourier": 1.01e-3}.get(name, 10.0)
+        return found
+
+    monkeypatch.setattr(proxyspex, "extra_searches", planted_errors)
+    rng = np.random.default_rng(2)
+    n, m = 60, 300
+    masks = sample_masks(n, m, rng, 0.5)
+    values = masks @ (rng.standard_normal(n) * 0.3) + 0.5 * rng.standard_normal(m)
+    winners = {}
+    for guard in (False, True):
+        result = ProxySPEX(max_order=2, seed=0, baseline_guard=guard).fit_samples(masks, values)
+        searches = result.diagnostics["searches"]
+        assert searches["lasso1:fourier"]["n_terms"] < searches["lasso2:fourier"]["n_terms"]
+        assert min(s["cv_mse"] for name, s in searches.items() if name.startswith("proxy:")) > 0.1
+        winners[guard] = result.diagnostics["winner"]
+    assert winners == {False: "lasso1:fourier", True: "lasso2:fourier"}
+
+
 def test_winner_follows_the_parsimony_rule_on_a_noisy_first_order_game():
     """A noisy first-order game (8 large effects and 52 small ones among 60 players): the proxy
     read-out has the lowest CV error and the first-order LASSO is within 2 % of it with far
