@@ -95,7 +95,7 @@ class ProxySPEX(Estimator):
        ``baseline_guard`` (default) a candidate ties only if its CV error is also no higher than
        that of the candidate in the LASSO baseline's own model class (``baseline_class`` in
        :mod:`~headspex.engine.search`): sparsity is never bought with CV error above the
-       baseline's (270 SmolLM2 heads, 500 matched masks: a LASSO over the screened pool, 0.5 %
+       baseline's (270 SmolLM2 heads, 500 matched masks: a LASSO over the screened pool, 0.4 %
        above the all-pairs LASSO in the CV, won the tie and scored 0.081 R² below the baseline
        on held-out masks). **Refit** of its
        selected coefficients on all samples by ridge with a GCV-chosen penalty (grid starting at
