@@ -46,7 +46,8 @@ none of them passes the target either, the limit is the masks, not the estimator
 and proxy), so a gap to the baseline can be told from the draw of the folds.
 
 ``--used-masks-only`` evaluates only the fit masks that ``--budgets`` use (each budget's nested
-subset of the ``--budget`` masks, the same rows as in a full run) and skips the ceiling: one small
+subset of the ``--budget`` masks: the same rows as a full run with the same ``--budgets``, since
+each subset is drawn after the ones listed before it) and skips the ceiling: one small
 budget can be rerun on a fresh machine without the whole design's forward passes. Each
 ProxySPEX row records every candidate's CV error and size (``candidates``), so a winner can be
 checked against the selection rule without refitting.
@@ -422,7 +423,7 @@ def main() -> None:
                         help="evaluate the test and fit masks into --cache-dir and stop (no fit)")
     parser.add_argument("--used-masks-only", action="store_true",
                         help="evaluate only the fit masks that --budgets use (nested subsets of --budget's "
-                             "masks, the same as in a full run); no ceiling")
+                             "masks, as in a full run with the same --budgets, in the same order); no ceiling")
     parser.add_argument("--slice", type=int, default=25, help="masks per game call (one store file each)")
     parser.add_argument("--results-stem", default="",
                         help="name of the results files under benchmarks/results (default: by design)")
