@@ -36,9 +36,11 @@
 
 Each entry is ``{"basis", "support" (list of subsets) or "terms" (dict), "cv_mse", "k"}``;
 the caller compares ``cv_mse`` with its own searches and refits the winner. The one entry in the
-LASSO baseline's own model class (``lasso2:fourier``, else the first-order LASSO over every
-player: the order the baseline drops to where all pairs do not fit) also carries
-``"baseline_class": True``: the caller's tie rule never trades CV error above it for sparsity.
+order-2 LASSO baseline's own model class (``lasso2:fourier``, else the first-order LASSO over
+every player: the order ``LassoRegression(max_order=2)`` drops to where all pairs do not fit) also
+carries ``"baseline_class": True``: the caller's tie rule never trades CV error above it for
+sparsity. No candidate fits every triple, so against a ``max_order=3`` baseline on a small game
+the flag is the order-2 class, not the baseline's.
 """
 
 from __future__ import annotations
