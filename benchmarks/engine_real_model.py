@@ -39,7 +39,8 @@ It is fitted like the regime design (results: ``engine_real_model_matched.{json,
 Beside each method's R² the regime run reports ProxySPEX minus the LASSO baseline on the ≤ 5 %
 masks with a 95 % paired-bootstrap interval (the test masks resampled), and a *ceiling*
 diagnostic: how far richer model classes get from the same 2 000 masks (first-order ridge,
-the single-index model g(w·x), an MLP, first order plus boosted trees on the residual; and
+the single-index model g(w·x), an MLP, first order plus boosted trees on the residual, first-order
+ridge on each question's candidate logits composed through the metric's log-softmax; and
 first-order ridge with the other near-full masks of the store added, beyond the budget). If
 none of them passes the target either, the limit is the masks, not the estimator.
 ``--engine-seeds 1,2,3`` fits ProxySPEX again on the same masks with other seeds (its CV folds
@@ -245,8 +246,14 @@ def paired_bootstrap_difference(truth: np.ndarray, first: np.ndarray, second: np
 
 
 def ceiling(masks: np.ndarray, values: np.ndarray, test_masks: np.ndarray, test_values: np.ndarray,
-            extra: tuple[np.ndarray, np.ndarray] | None, seed: int) -> dict[str, float]:
-    """Held-out R² of richer model classes fitted on the same masks (module docstring)."""
+            extra: tuple[np.ndarray, np.ndarray] | None, seed: int,
+            logits: tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]] | None = None) -> dict[str, float]:
+    """Held-out R² of richer model classes fitted on the same masks (module docstring).
+
+    ``logits``: the fit masks' candidate logits, float[m, q, c], and the game's value of predicted
+    logits (float[t, q, c] -> float[t]): one first-order ridge per question and candidate, composed
+    through the game's own metric (log-softmax over the candidates, mean over questions), so the
+    metric's saturation is exact and only the logits are linear."""
     import lightgbm as lgb
     from sklearn.linear_model import RidgeCV
     from sklearn.neural_network import MLPRegressor
@@ -270,11 +277,32 @@ def ceiling(masks: np.ndarray, values: np.ndarray, test_masks: np.ndarray, test_
     boost = lgb.LGBMRegressor(n_estimators=200, learning_rate=0.05, num_leaves=4, min_child_samples=10,
                               random_state=seed, verbose=-1).fit(x, values - ridge.predict(x))
     out["first_order_plus_boosted_residual"] = r2_score(test_values, ridge.predict(x_test) + boost.predict(x_test))
+    if logits is not None:
+        fit_logits, value_of = logits
+        centred = fit_logits - fit_logits.mean(axis=2, keepdims=True)  # the log-softmax ignores a shift
+        per_logit = RidgeCV(alphas=np.logspace(-3, 3, 25), alpha_per_target=True).fit(
+            x, centred.reshape(len(x), -1))
+        predicted = per_logit.predict(x_test).reshape(len(x_test), *fit_logits.shape[1:])
+        out["per_question_logits_ridge"] = r2_score(test_values, value_of(predicted))
     if extra is not None and len(extra[0]):
         more = RidgeCV(alphas=np.logspace(-3, 2, 20)).fit(np.vstack([x, (~extra[0]).astype(float)]),
                                                            np.concatenate([values, extra[1]]))
         out[f"first_order_ridge_plus_{len(extra[0])}_store_masks"] = r2_score(test_values, more.predict(x_test))
     return out
+
+
+def value_of_logits(game: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """The game's value of candidate logits, float[t, q, c] -> float[t]: its metric per question
+    (:func:`headspex.tasks.base.question_values`), mean over questions, as ``game(masks)`` is."""
+    import torch
+
+    from headspex.tasks.base import question_values
+
+    def value_of(logits: np.ndarray) -> np.ndarray:
+        per_question = question_values(torch.from_numpy(logits), torch.as_tensor(game.correct_index), game.metric)
+        return per_question.double().mean(dim=-1).numpy()
+
+    return value_of
 
 
 def near_full_store_masks(game: Any, exclude: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -356,7 +384,8 @@ def run(args: argparse.Namespace) -> None:
     limits = {}
     if regime and len(used) == len(masks):  # the ceiling fits every fit mask
         extra = near_full_store_masks(game, np.concatenate([masks, *tests.values()]))
-        limits = ceiling(masks, values, tests["sparse_le5pct"], test_values["sparse_le5pct"], extra, args.seed)
+        limits = ceiling(masks, values, tests["sparse_le5pct"], test_values["sparse_le5pct"], extra, args.seed,
+                         logits=(game.candidate_logits(masks).astype(np.float64), value_of_logits(game)))
         print({"ceiling": limits}, flush=True)
     design = {"regime": f"regime: every mask ablates each head w.p. {float((~masks).mean()):.4f} "
                         f"(mean {ablated.mean():.2f} heads)",
