@@ -42,7 +42,9 @@ diagnostic: how far richer model classes get from the same 2 000 masks (first-or
 the single-index model g(w·x), an MLP, first order plus boosted trees on the residual, first-order
 ridge on each question's candidate logits composed through the metric's log-softmax; and
 first-order ridge with the other near-full masks of the store added, beyond the budget). If
-none of them passes the target either, the limit is the masks, not the estimator.
+none of them passes the target either, the limit is the masks, not the estimator. A per-question
+table beside it (one first-order ridge per question, and how correlated their residuals and
+predictions are across questions) says whether scoring more questions would raise the R².
 ``--engine-seeds 1,2,3`` fits ProxySPEX again on the same masks with other seeds (its CV folds
 and proxy), so a gap to the baseline can be told from the draw of the folds.
 
@@ -291,6 +293,43 @@ def ceiling(masks: np.ndarray, values: np.ndarray, test_masks: np.ndarray, test_
     return out
 
 
+def question_diagnostic(question_values: np.ndarray, masks: np.ndarray, test_question_values: np.ndarray,
+                        test_masks: np.ndarray) -> dict[str, Any]:
+    """Would scoring more questions raise a first-order fit's R²? One first-order ridge per
+    question (values float[m, q] on masks bool[m, n]; test float[t, q] on bool[t, n]): its R² on
+    the test masks, each question's test variance (nats²), the mean correlation between two
+    questions of the fits' residuals and of their predictions, and the R² of the mean over Q
+    questions if questions were exchangeable: with s, r the mean variance of one question's
+    prediction and residual and c_s, c_r their mean covariance between two questions,
+    R²(Q) = S / (S + R), S = s / Q + c_s (1 - 1/Q), R = r / Q + c_r (1 - 1/Q); the limit is
+    c_s / (c_s + c_r). Estimated from these q questions only, so a rough guide."""
+    from sklearn.linear_model import RidgeCV
+    from headspex.engine import r2_score
+
+    x, x_test = (~masks).astype(float), (~test_masks).astype(float)
+    predicted = np.column_stack([RidgeCV(alphas=np.logspace(-3, 2, 20)).fit(x, column).predict(x_test)
+                                 for column in question_values.T])
+    residuals = test_question_values - predicted
+    q = question_values.shape[1]
+    off_diagonal = ~np.eye(q, dtype=bool)
+    signal_cov, residual_cov = np.cov(predicted.T), np.cov(residuals.T)
+    s, r = float(np.diag(signal_cov).mean()), float(np.diag(residual_cov).mean())
+    # A mean over ever more exchangeable questions has variance -> c, so c >= 0: a negative estimate is noise.
+    c_s, c_r = (max(0.0, float(cov[off_diagonal].mean())) for cov in (signal_cov, residual_cov))
+
+    def r2_of_mean(count: float) -> float:
+        share = 1.0 - 1.0 / count
+        signal, residual = s / count + c_s * share, r / count + c_r * share
+        return signal / (signal + residual)
+
+    return {"r2": [r2_score(test_question_values[:, j], predicted[:, j]) for j in range(q)],
+            "variance": test_question_values.var(axis=0).tolist(),
+            "residual_correlation": float(np.corrcoef(residuals.T)[off_diagonal].mean()),
+            "prediction_correlation": float(np.corrcoef(predicted.T)[off_diagonal].mean()),
+            "exchangeable_r2_of_mean": {str(count): r2_of_mean(count) for count in (1, q, 2 * q, 4 * q)}
+            | {"limit": c_s / (c_s + c_r) if c_s + c_r > 0 else float("nan")}}
+
+
 def value_of_logits(game: Any) -> Callable[[np.ndarray], np.ndarray]:
     """The game's value of candidate logits, float[t, q, c] -> float[t]: its metric per question
     (:func:`headspex.tasks.base.question_values`), mean over questions, as ``game(masks)`` is."""
@@ -381,12 +420,16 @@ def run(args: argparse.Namespace) -> None:
             diff, low, high = paired_bootstrap_difference(test_values["sparse_le5pct"], predictions[(budget, name)],
                                                           predictions[(budget, "lasso_order2")], args.seed)
             versus.append({"budget": budget, "method": name, "difference": diff, "ci95": [low, high]})
-    limits = {}
+    limits: dict[str, float] = {}
+    questions: dict[str, Any] = {}
     if regime and len(used) == len(masks):  # the ceiling fits every fit mask
         extra = near_full_store_masks(game, np.concatenate([masks, *tests.values()]))
         limits = ceiling(masks, values, tests["sparse_le5pct"], test_values["sparse_le5pct"], extra, args.seed,
                          logits=(game.candidate_logits(masks).astype(np.float64), value_of_logits(game)))
         print({"ceiling": limits}, flush=True)
+        questions = question_diagnostic(game.question_values(masks), masks,
+                                        game.question_values(tests["sparse_le5pct"]), tests["sparse_le5pct"])
+        print({"per_question": questions}, flush=True)
     design = {"regime": f"regime: every mask ablates each head w.p. {float((~masks).mean()):.4f} "
                         f"(mean {ablated.mean():.2f} heads)",
               "matched": f"matched: every fit mask drawn like the ≤ 5 % test masks (1..{int(ablated.max())} heads, "
@@ -394,7 +437,7 @@ def run(args: argparse.Namespace) -> None:
               }.get(args.design, "ProxySPEX design, near_full_fraction=%.2f" % args.near_full_fraction)
     out = {"subject": args.subject, "n_questions": args.n_questions, "players": n, "game_seconds": game_seconds,
            "n_test_sparse": len(tests["sparse_le5pct"]), "n_test_uniform": len(tests["uniform"]), "design": design,
-           "rows": rows, "proxyspex_minus_lasso": versus, "ceiling": limits}
+           "rows": rows, "proxyspex_minus_lasso": versus, "ceiling": limits, "per_question": questions}
     stem = args.results_stem or "_".join(["engine_real_model"] + ([args.design] if args.design != "proxyspex" else []))
     if args.ablation != "zero" and not args.results_stem:
         stem += f"_{args.ablation}"
@@ -418,6 +461,16 @@ def run(args: argparse.Namespace) -> None:
         lines += ["", f"Ceiling: richer model classes on the same {len(masks)} masks, R² on the ≤ 5 % test masks "
                   "(the last row uses more masks than the budget):", "", "| model | R² ≤5 % ablated |", "|---|---|"]
         lines += [f"| {k} | {v:.3f} |" for k, v in limits.items()]
+    if questions:
+        lines += ["", "Per question, first-order ridge on the same masks (R² on the ≤ 5 % test masks; the test "
+                  "values' variance, nats²):", "", "| question | R² | variance |", "|---|---|---|"]
+        lines += [f"| {j} | {r2:.3f} | {var:.3f} |" for j, (r2, var) in enumerate(zip(questions["r2"], questions["variance"]))]
+        lines += ["", f"Mean correlation between two questions of these fits' residuals: "
+                  f"{questions['residual_correlation']:.3f}; of their predictions: {questions['prediction_correlation']:.3f}. "
+                  "R² of the mean over Q questions if questions were exchangeable (estimated from these "
+                  f"{len(questions['r2'])}, a rough guide; `question_diagnostic`): "
+                  + ", ".join(f"{'Q → ∞' if k == 'limit' else 'Q = ' + k} {v:.3f}"
+                              for k, v in questions["exchangeable_r2_of_mean"].items()) + "."]
     lines += [""] if regime else ["", "`lasso_order1_near_full_only` is a diagnostic, not a method of the engine: the first-order LASSO "
               "fitted on only the near-full masks of the same budget (those ablating ≤ 20 % of the heads). "]
     n_evaluated = len(used) + sum(len(v) for v in tests.values())
