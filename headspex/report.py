@@ -152,7 +152,8 @@ def _single_head_section(run: Any, figures: dict[str, str], figure_prefix: str) 
                                                      _fmt(held_out_r2(unit.faithfulness)))))
     head_rows.sort(key=lambda r: -r[0])
     blocks.append(Block("text", f"The {min(15, len(head_rows))} heads with the largest |Banzhaf value| "
-                        "(interval: bootstrap over questions, or over masks when there is one question)."))
+                        "(interval: bootstrap over questions, or over masks when there is one question; "
+                        "'–' where the unit's terms are not identifiable from its masks, see its top interactions)."))
     blocks.append(Block("table", header=("head", "Banzhaf", "interval", "Shapley", "unit fit R²"),
                         rows=[r for _, r in head_rows[:15]]))
     return blocks
@@ -171,6 +172,8 @@ def _top_interaction_section(run: Any, figures: dict[str, str], figure_prefix: s
         trust = "" if fit_is_trusted(unit.faithfulness) else " (fit below the faithfulness threshold: not to be trusted)"
         blocks.append(Block("heading", f"{unit.name}, held-out R² {_fmt(held_out_r2(unit.faithfulness))}{trust}",
                             level=3))
+        if "unavailable" in unit.intervals:
+            blocks.append(Block("text", unit.intervals["unavailable"] + "."))
         blocks.append(Block("table", header=("term", "order", "Fourier", "Banzhaf index", "within layer",
                                               "interval (questions)", "interval (masks)", "real"),
                             rows=[(" × ".join(t["players"]), t["order"], _fmt(t["fourier"]), _fmt(t["banzhaf_interaction"]),

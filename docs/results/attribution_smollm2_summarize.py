@@ -60,10 +60,12 @@ def main() -> None:
         lines += ["", "Top interactions (order ≥ 2) per layer, Fourier coefficient in nats, 95% bootstrap interval over questions:", ""]
         for unit in run.units.values():
             terms = [t for t in unit.top if t["order"] >= 2][:3]
-            text = "; ".join(f"{'×'.join(t['players'])} {t['fourier']:+.4f} "
-                             f"[{t.get('interval_questions', [np.nan])[0]:+.4f}, {t.get('interval_questions', [np.nan, np.nan])[1]:+.4f}]"
+            text = "; ".join(f"{'×'.join(t['players'])} {t['fourier']:+.4f}"
+                             + (f" [{t['interval_questions'][0]:+.4f}, {t['interval_questions'][1]:+.4f}]"
+                                if "interval_questions" in t else "")
                              for t in terms)
-            lines.append(f"- L{unit.player_layers[0]}: {text}")
+            why = " (no interval: terms not identifiable from the fit masks)" if "unavailable" in unit.intervals else ""
+            lines.append(f"- L{unit.player_layers[0]}: {text}{why}")
         lines.append("")
     if GROUP in runs:
         for unit in runs[GROUP].units.values():

@@ -32,7 +32,7 @@ from ..engine import (
 from ..engine.interactions import Subset
 from ..engine.links import require_identity_link
 from ..engine.store import CorruptFileWarning
-from ..errors import HeadspexError
+from ..errors import EngineError, HeadspexError
 from ..io import move_aside, to_jsonable
 from ..types import Method
 
@@ -159,7 +159,10 @@ def bootstrap_intervals(
 
     Returns:
         ``{"questions"|"masks": {"banzhaf": [[lo, hi]]*n, "shapley": ..., "top": [...]}}``;
-        no "masks" kind for an exact fit, no "questions" kind with a single question.
+        no "masks" kind for an exact fit, no "questions" kind with a single question. Where the
+        fit's terms are not identifiable from its masks (a ridge over more terms than masks), no
+        kind is computed and ``{"unavailable": reason}`` says why: refitting such a support
+        gives percentiles that need not contain the estimate.
     """
     if not config.n_bootstrap:
         return {}
@@ -170,7 +173,16 @@ def bootstrap_intervals(
             continue
         if progress:  # each kind refits B times: seconds to tens of seconds with many terms
             print(f"[headspex] bootstrap over {over}: {config.n_bootstrap} refits of {len(subsets)} terms", flush=True)
-        replicates = bootstrap_coefficients(engine.masks, question_values, subsets, config.n_bootstrap, config.seed, over)
+        try:
+            replicates = bootstrap_coefficients(engine.masks, question_values, subsets, config.n_bootstrap,
+                                                config.seed, over)
+        except EngineError as error:  # the same support for every kind: none can be computed
+            if unit_dir is not None:  # replicates of an earlier fit of this unit no longer apply
+                for stale in unit_dir.glob("bootstrap_*.npz"):
+                    stale.unlink()
+            if progress:
+                print(f"[headspex] no bootstrap intervals: {error}", flush=True)
+            return {"unavailable": f"no bootstrap intervals: {error}"}
 
         def interval(per_replicate_columns: np.ndarray) -> list[list[float]]:
             # [rows, B] -> [[lo, hi]] * rows (percentile_interval wants replicates along axis 0).
@@ -199,6 +211,8 @@ def top_table(unit: Unit, top: list[Subset], coefficients: list[float], interval
             "within_layer": len({player_layers[i] for i in subset}) == 1,
         }
         for over, block in intervals.items():
+            if over == "unavailable":
+                continue
             lo, hi = block["top"][rank]
             entry[f"interval_{over}"] = [lo, hi]
             entry[f"significant_{over}"] = bool(lo > 0 or hi < 0)

@@ -76,10 +76,23 @@ def bootstrap_coefficients(
 
     Returns:
         float64[T, B] (one column per replicate, as stored in ``bootstrap_*.npz``).
+
+    Raises:
+        EngineError: the support is not identifiable from the masks (design rank < T). A
+            refit there returns the minimum-norm solution, which need not be near the
+            estimate the support came from (a ridge over more terms than masks, say), so its
+            percentiles would not be intervals around it.
     """
     rng = np.random.default_rng([int(seed), 0xB007])
     m, q = item_values.shape
     design = basis_matrix(masks, list(subsets), "fourier")
+    rank = int(np.linalg.matrix_rank(design))
+    if rank < len(subsets):
+        raise EngineError(
+            f"a fixed-support bootstrap needs the {len(subsets)} terms to be identifiable from the {m} fit masks, "
+            f"but their design has rank {rank}; fit on more masks, or with fewer terms (method='exact' for a "
+            "small unit)"
+        )
     if over == "questions":
         # counts[b, j] = how often item j is drawn in replicate b; the mean is a weighted sum.
         counts = np.stack([np.bincount(rng.integers(0, q, q), minlength=q) for _ in range(n_bootstrap)])
