@@ -74,7 +74,8 @@ def main() -> None:
             lines += [f"### {unit.name}: all {len(unit.players)} heads of layers 27-29 as players", "",
                       f"faithfulness {unit.faithfulness}; energy shares: linear {fmt(energy['linear_share'])}, "
                       f"within-layer {fmt(energy['within_layer_share'])}, across-layer {fmt(energy['across_layer_share'])}; "
-                      f"95% intervals over questions: {json.dumps(intervals.get('questions', {}))}", ""]
+                      + (f"95% intervals over questions: {json.dumps(intervals['questions'])}" if "questions" in intervals
+                         else "no intervals (terms not identifiable from the fit masks)"), ""]
     # Marketing: both runs together for the structure profile and the claim.
     marketing_rows = [r for name in MARKETING if name in structures
                       for r in structures[name]["per_layer"]]
