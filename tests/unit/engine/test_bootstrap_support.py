@@ -3,7 +3,7 @@
 A ridge over more terms than masks (the engine's ``ridge3:removal`` on 9 heads and 80 masks:
 130 terms) has an estimate that a least-squares refit of the same support does not reproduce;
 its replicates are minimum-norm solutions, and their percentiles excluded the estimate for
-over 80 % of the terms on real SmolLM2 layers. The bootstrap must refuse there, and say so.
+most terms (median 89 % over 25 such SmolLM2 units). The bootstrap must refuse there, and say so.
 """
 
 from __future__ import annotations
