@@ -172,8 +172,8 @@ def _top_interaction_section(run: Any, figures: dict[str, str], figure_prefix: s
         trust = "" if fit_is_trusted(unit.faithfulness) else " (fit below the faithfulness threshold: not to be trusted)"
         blocks.append(Block("heading", f"{unit.name}, held-out R² {_fmt(held_out_r2(unit.faithfulness))}{trust}",
                             level=3))
-        if "unavailable" in unit.intervals:
-            blocks.append(Block("text", unit.intervals["unavailable"] + "."))
+        for over, reason in unit.intervals.get("unavailable", {}).items():
+            blocks.append(Block("text", f"No bootstrap intervals over {over}: {reason}."))
         blocks.append(Block("table", header=("term", "order", "Fourier", "Banzhaf index", "within layer",
                                               "interval (questions)", "interval (masks)", "real"),
                             rows=[(" × ".join(t["players"]), t["order"], _fmt(t["fourier"]), _fmt(t["banzhaf_interaction"]),

@@ -64,7 +64,8 @@ def main() -> None:
                              + (f" [{t['interval_questions'][0]:+.4f}, {t['interval_questions'][1]:+.4f}]"
                                 if "interval_questions" in t else "")
                              for t in terms)
-            why = " (no interval: terms not identifiable from the fit masks)" if "unavailable" in unit.intervals else ""
+            why = (" (no interval: terms not identifiable from the fit masks)"
+                   if "questions" in unit.intervals.get("unavailable", {}) else "")
             lines.append(f"- L{unit.player_layers[0]}: {text}{why}")
         lines.append("")
     if GROUP in runs:

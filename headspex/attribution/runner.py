@@ -159,10 +159,10 @@ def bootstrap_intervals(
 
     Returns:
         ``{"questions"|"masks": {"banzhaf": [[lo, hi]]*n, "shapley": ..., "top": [...]}}``;
-        no "masks" kind for an exact fit, no "questions" kind with a single question. Where the
-        fit's terms are not identifiable from its masks (a ridge over more terms than masks), no
-        kind is computed and ``{"unavailable": reason}`` says why: refitting such a support
-        gives percentiles that need not contain the estimate.
+        no "masks" kind for an exact fit, no "questions" kind with a single question. A kind
+        whose refits cannot identify the fit's terms (a ridge over more terms than masks; mask
+        resamples that lose rank) is left out, and ``{"unavailable": {kind: reason}}`` says
+        why: refitting such a support gives percentiles that need not contain the estimate.
     """
     if not config.n_bootstrap:
         return {}
@@ -176,13 +176,13 @@ def bootstrap_intervals(
         try:
             replicates = bootstrap_coefficients(engine.masks, question_values, subsets, config.n_bootstrap,
                                                 config.seed, over)
-        except EngineError as error:  # the same support for every kind: none can be computed
+        except EngineError as error:
             if unit_dir is not None:  # replicates of an earlier fit of this unit no longer apply
-                for stale in unit_dir.glob("bootstrap_*.npz"):
-                    stale.unlink()
+                (unit_dir / f"bootstrap_{over}.npz").unlink(missing_ok=True)
             if progress:
-                print(f"[headspex] no bootstrap intervals: {error}", flush=True)
-            return {"unavailable": f"no bootstrap intervals: {error}"}
+                print(f"[headspex] no bootstrap intervals over {over}: {error}", flush=True)
+            intervals.setdefault("unavailable", {})[over] = str(error)
+            continue
 
         def interval(per_replicate_columns: np.ndarray) -> list[list[float]]:
             # [rows, B] -> [[lo, hi]] * rows (percentile_interval wants replicates along axis 0).

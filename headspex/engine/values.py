@@ -78,7 +78,8 @@ def bootstrap_coefficients(
         float64[T, B] (one column per replicate, as stored in ``bootstrap_*.npz``).
 
     Raises:
-        EngineError: the support is not identifiable from the masks (design rank < T). A
+        EngineError: the support is not identifiable from the masks (design rank < T), or
+            with ``over="masks"`` from some resample of them (repeated rows lose rank). A
             refit there returns the minimum-norm solution, which need not be near the
             estimate the support came from (a ridge over more terms than masks, say), so its
             percentiles would not be intervals around it.
@@ -100,8 +101,15 @@ def bootstrap_coefficients(
     if over == "masks":
         values = item_values.mean(axis=1)
         out = np.empty((len(subsets), n_bootstrap))
+        deficient = 0
         for b in range(n_bootstrap):
             rows = rng.integers(0, m, m)
-            out[:, b] = least_squares(design[rows], values[rows])
+            out[:, b], _, resample_rank, _ = np.linalg.lstsq(design[rows], values[rows], rcond=None)
+            deficient += resample_rank < len(subsets)
+        if deficient:
+            raise EngineError(
+                f"{deficient} of {n_bootstrap} mask resamples leave the {len(subsets)} terms unidentifiable (a "
+                f"resample of {m} masks repeats some and loses rank); a mask bootstrap needs more fit masks per term"
+            )
         return out
     raise EngineError(f"bootstrap 'over' must be 'questions' or 'masks'; got '{over}'")
