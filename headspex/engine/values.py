@@ -104,6 +104,7 @@ def bootstrap_coefficients(
         deficient = 0
         for b in range(n_bootstrap):
             rows = rng.integers(0, m, m)
+            # least_squares' own lstsq, called here for the rank it also returns
             out[:, b], _, resample_rank, _ = np.linalg.lstsq(design[rows], values[rows], rcond=None)
             deficient += resample_rank < len(subsets)
         if deficient:
