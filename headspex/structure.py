@@ -259,11 +259,12 @@ def _bootstrap_share_intervals(unit: Any, directory: Path | None, confidence: fl
     if directory is None:
         return {}
     out = {}
-    subsets = list(unit.interactions.subsets)
     for over in ("questions", "masks"):
         path = directory / f"bootstrap_{over}.npz"
         if path.exists():
             with np.load(path) as data:
+                # The replicates' own subsets: a refit's model can reach terms the estimate has at 0.
+                subsets = [tuple(json.loads(text)) for text in data["subsets"].tolist()]
                 replicates = data["replicates"]
             if replicates.shape[0] == len(subsets):
                 out[over] = share_intervals(subsets, replicates, unit.player_layers, confidence)

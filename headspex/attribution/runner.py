@@ -143,39 +143,39 @@ def fit_unit(
 def bootstrap_intervals(
     engine: EngineResult,
     question_values: np.ndarray,
-    value_maps: dict[str, np.ndarray],
-    top_rows: list[int],
+    top: list[Subset],
     config: AttributionConfig,
     unit_dir: Path | None,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Percentile intervals of the single-head values and the top terms, per bootstrap kind.
 
+    Each replicate refits the fit's own coefficient step (its winner's terms and penalty held
+    fixed: :func:`~headspex.engine.values.bootstrap_coefficients`).
+
     Args:
         engine: the unit's fit; question_values: float[m, q] of its fit masks.
-        value_maps: ``{"banzhaf": float[n, T], "shapley": float[n, T]}`` (coefficients -> values).
-        top_rows: rows of the top terms in the support.
-        unit_dir: where ``bootstrap_<kind>.npz`` (replicates float[T, B]) is saved (None: not saved).
+        top: the top Fourier terms (each among the estimate's subsets).
+        unit_dir: where ``bootstrap_<kind>.npz`` (subsets, replicates float[T, B]) is saved (None: not saved).
 
     Returns:
         ``{"questions"|"masks": {"banzhaf": [[lo, hi]]*n, "shapley": ..., "top": [...]}}``;
         no "masks" kind for an exact fit, no "questions" kind with a single question. A kind
-        whose refits cannot identify the fit's terms (a ridge over more terms than masks; mask
-        resamples that lose rank) is left out, and ``{"unavailable": {kind: reason}}`` says
-        why: refitting such a support gives percentiles that need not contain the estimate.
+        whose refits would not be the estimator's (a least-squares fit the masks do not
+        identify; mask resamples that lose rank; a refit that does not reproduce the estimate)
+        is left out, and ``{"unavailable": {kind: reason}}`` says why.
     """
     if not config.n_bootstrap:
         return {}
-    subsets = list(engine.interactions.to_fourier().subsets)
+    n = engine.interactions.n_players
     intervals: dict[str, Any] = {}
     for over in ["questions"] + (["masks"] if engine.method != "exhaustive" else []):
         if over == "questions" and question_values.shape[1] < 2:
             continue
         if progress:  # each kind refits B times: seconds to tens of seconds with many terms
-            print(f"[headspex] bootstrap over {over}: {config.n_bootstrap} refits of {len(subsets)} terms", flush=True)
+            print(f"[headspex] bootstrap over {over}: {config.n_bootstrap} refits", flush=True)
         try:
-            replicates = bootstrap_coefficients(engine.masks, question_values, subsets, config.n_bootstrap,
-                                                config.seed, over)
+            subsets, replicates = bootstrap_coefficients(engine, question_values, config.n_bootstrap, config.seed, over)
         except EngineError as error:
             if unit_dir is not None:  # replicates of an earlier fit of this unit no longer apply
                 (unit_dir / f"bootstrap_{over}.npz").unlink(missing_ok=True)
@@ -188,8 +188,10 @@ def bootstrap_intervals(
             # [rows, B] -> [[lo, hi]] * rows (percentile_interval wants replicates along axis 0).
             return percentile_interval(per_replicate_columns.T, config.confidence).T.tolist()
 
-        intervals[over] = {name: interval(matrix @ replicates) for name, matrix in value_maps.items()}
-        intervals[over]["top"] = interval(replicates[top_rows])
+        row = {s: t for t, s in enumerate(subsets)}
+        intervals[over] = {"banzhaf": interval(banzhaf_matrix(subsets, n) @ replicates),
+                           "shapley": interval(shapley_matrix(subsets, n) @ replicates),
+                           "top": interval(replicates[[row[s] for s in top]])}
         if unit_dir is not None:
             unit_dir.mkdir(parents=True, exist_ok=True)
             np.savez_compressed(unit_dir / f"bootstrap_{over}.npz", subsets=np.array([str(list(s)) for s in subsets]),
@@ -252,7 +254,7 @@ def attribute_unit(
     top = top_terms(interactions, config.top_k)
     top_rows = [subsets.index(s) for s in top]
     question_values = store.stack(engine.masks)
-    intervals = bootstrap_intervals(engine, question_values, value_maps, top_rows, config, unit_dir, progress)
+    intervals = bootstrap_intervals(engine, question_values, top, config, unit_dir, progress)
     result = UnitResult(
         name=unit.name,
         players=list(unit.players),

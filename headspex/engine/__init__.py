@@ -34,6 +34,7 @@ from .interactions import (
     mobius_to_fourier_dict,
 )
 from .links import LINKS, link_forward, link_inverse, require_identity_link
+from .refit import CoefficientModel
 from .result import EngineResult, faithfulness, r2_score
 from .sampling import NEAR_FULL_KEEP, evaluate_masks, sample_masks
 from .store import MaskStore, MaskStoreError, mask_key, mask_keys
@@ -55,6 +56,7 @@ __all__ = [
     "MaskStoreError",
     "banzhaf_matrix",
     "bootstrap_coefficients",
+    "CoefficientModel",
     "make_estimator",
     "mask_key",
     "mask_keys",

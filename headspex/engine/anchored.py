@@ -87,8 +87,10 @@ def anchored_search(
         max_terms: pursuit steps.
 
     Returns:
-        ``{"terms": {subset: removal coefficient}, "cv_mse": float, "k": int}`` where ``cv_mse``
-        is the nested-CV error on the validation rows (the ranking is redone in every fold).
+        ``{"terms": {subset: removal coefficient}, "cv_mse": float, "k": int, "residual_fit":
+        "pursuit" | "lasso", "ladder_order": K, "residual_terms": the residual fit's terms,
+        "residual_alpha": its LASSO penalty (None for the pursuit's least squares)}`` where
+        ``cv_mse`` is the nested-CV error on the validation rows (the ranking is redone in every fold).
     """
     n = masks.shape[1]
     low = ladder_removal_terms(masks, values, order)
@@ -110,7 +112,8 @@ def anchored_search(
     for subset, coef in best["terms"].items():
         terms[subset] = terms.get(subset, 0.0) + coef
     return {"terms": terms, "cv_mse": float(best["cv_mse"]), "k": int(best["k"]),
-            "residual_fit": "pursuit" if best is pursued else "lasso"}
+            "residual_fit": "pursuit" if best is pursued else "lasso", "ladder_order": int(order),
+            "residual_terms": [s for s in best["terms"] if s], "residual_alpha": best.get("alpha")}
 
 
 def _pursued_residual(

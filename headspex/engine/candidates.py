@@ -22,6 +22,7 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import combinations
+from typing import Any
 
 import numpy as np
 
@@ -522,7 +523,7 @@ def lasso_search(
 
     Returns:
         ``{"terms": {subset: coefficient} (constant included if fitted), "cv_mse": float,
-        "k": nonzeros}``.
+        "k": nonzeros, "alpha": the chosen penalty (sklearn's scale, ``||r||^2 / (2 m) + alpha |b|_1``)}``.
     """
     from sklearn.linear_model import lasso_path
 
@@ -558,7 +559,8 @@ def lasso_search(
     beta = coefs[:, best]
     terms: dict[Subset, float] = {(): y_mean - float(x_mean @ beta)} if fit_intercept else {}
     terms.update({pool[j]: float(beta[j]) for j in np.flatnonzero(beta)})
-    return {"terms": terms, "cv_mse": float(errors[best]), "k": int(np.count_nonzero(beta))}
+    return {"terms": terms, "cv_mse": float(errors[best]), "k": int(np.count_nonzero(beta)),
+            "alpha": float(alphas[best])}
 
 
 #: Most violators one KKT round of :func:`all_pairs_lasso_path` adds (the largest first): at a
@@ -796,7 +798,8 @@ def all_pairs_lasso_search(
             1e-3 for the same support and CV error.
 
     Returns:
-        ``{"terms": {subset: coefficient} (constant included), "cv_mse": float, "k": nonzeros}``.
+        ``{"terms": {subset: coefficient} (constant included), "cv_mse": float, "k": nonzeros,
+        "alpha": the chosen penalty}``.
     """
     m, n = masks.shape
     if m * (n + math.comb(n, 2)) <= FORMED_PAIRS_MAX_CELLS:
@@ -830,21 +833,28 @@ def all_pairs_lasso_search(
     *_, (intercept, features, beta) = all_pairs_lasso_path(factors, values, alphas[: best + 1], tol)
     terms: dict[Subset, float] = {(): intercept}
     terms.update({((int(i),) if j < 0 else (int(i), int(j))): float(b) for (i, j), b in zip(features, beta)})
-    return {"terms": terms, "cv_mse": float(errors[best]), "k": len(beta)}
+    return {"terms": terms, "cv_mse": float(errors[best]), "k": len(beta), "alpha": float(alphas[best])}
 
 
-class _RidgeSpectrum:
+class RidgeSpectrum:
     """One ridge fit's spectrum on training rows: every penalty's coefficients and leave-one-out
     errors from one eigendecomposition (of the p x p Gram matrix when p <= m, else
-    of the m x m kernel matrix). The intercept is unpenalised (columns and target centred).
+    of the m x m kernel matrix). With ``centre`` the intercept is unpenalised (columns and
+    target centred); without, the model has no intercept (a constant column, if any, is penalised).
 
     With ``centred = U diag(sqrt(s)) W^T``, the penalty-``alpha`` coefficients are
     ``W diag(sqrt(s) / (s + alpha)) U^T y`` and the hat matrix's diagonal is
     ``1/m + sum_j U_ij^2 s_j / (s_j + alpha)``; ``alpha = inf`` is the constant-only model.
+
+    Args:
+        train: float64[m, p] design rows; target: float64[m], or float64[m, B] for B targets
+            fitted at once (:meth:`coefficients` only).
+        centre: fit an unpenalised intercept.
     """
 
-    def __init__(self, train: np.ndarray, target: np.ndarray) -> None:
-        self.x_mean, self.y_mean = train.mean(axis=0), float(target.mean())
+    def __init__(self, train: np.ndarray, target: np.ndarray, centre: bool = True) -> None:
+        self.x_mean = train.mean(axis=0) if centre else np.zeros(train.shape[1])
+        self.y_mean = target.mean(axis=0) if centre else np.zeros(target.shape[1:])
         centred = train - self.x_mean
         self.centred_target = target - self.y_mean
         primal = centred.shape[1] <= centred.shape[0]
@@ -863,13 +873,17 @@ class _RidgeSpectrum:
     def _shrink(self, alpha: float) -> np.ndarray:
         return np.zeros_like(self.eigenvalues) if np.isinf(alpha) else self.eigenvalues / (self.eigenvalues + alpha)
 
-    def coefficients(self, alpha: float) -> tuple[float, np.ndarray]:
-        """``(constant, float64[p] coefficients)`` at penalty ``alpha``."""
-        beta = self.right @ (self._shrink(alpha) / np.sqrt(self.eigenvalues) * self.projected)
-        return self.y_mean - float(self.x_mean @ beta), beta
+    def coefficients(self, alpha: float) -> tuple[Any, np.ndarray]:
+        """``(constant, coefficients)`` at penalty ``alpha``: a float and float64[p] for one
+        target, float64[B] and float64[p, B] for B targets (the constant is 0 without ``centre``)."""
+        scale = self._shrink(alpha) / np.sqrt(self.eigenvalues)
+        beta = self.right @ (scale.reshape(-1, *([1] * (self.projected.ndim - 1))) * self.projected)
+        constant = self.y_mean - self.x_mean @ beta
+        return (float(constant) if np.ndim(constant) == 0 else constant), beta
 
     def loo_errors(self, alphas: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        """(Weighted) mean squared leave-one-out residual of the training rows per penalty, float64[A]."""
+        """(Weighted) mean squared leave-one-out residual of the training rows per penalty, float64[A]
+        (one target, fitted with ``centre``: the leverage counts the intercept's 1/m)."""
         m = len(self.centred_target)
         out = np.empty(len(alphas))
         for a, alpha in enumerate(alphas):
@@ -930,9 +944,9 @@ def ridge_search(
     def best_fit(rows: np.ndarray) -> tuple[int, float, float, np.ndarray]:
         """(growth index, penalty, constant, coefficients of the raw columns), by LOO on ``rows``."""
         weights = None if row_weights is None else row_weights[rows]
-        best: tuple[float, int, float, _RidgeSpectrum] | None = None
+        best: tuple[float, int, float, RidgeSpectrum] | None = None
         for g, (design, alphas) in enumerate(zip(designs, alpha_grids)):
-            spectrum = _RidgeSpectrum(design[rows], values[rows])
+            spectrum = RidgeSpectrum(design[rows], values[rows])
             loo = spectrum.loo_errors(alphas, weights)
             i = int(np.argmin(loo))
             if best is None or loo[i] < best[0]:

@@ -12,6 +12,7 @@ import numpy as np
 
 from .interactions import Interactions, check_masks
 from .links import check_link, link_inverse
+from .refit import CoefficientModel
 from .sampling import check_values, evaluate_masks, sample_masks
 from ..errors import EngineError
 from ..io import to_jsonable
@@ -81,6 +82,9 @@ class EngineResult:
         link: the scale the interactions were fitted on (:mod:`headspex.engine.links`):
             ``"identity"`` (the values themselves) or ``"logodds"`` (then ``interactions`` are of
             the log-odds and :meth:`predict` maps them back to the values' scale).
+        coefficient_model: the fit's last step with its selection and penalty fixed
+            (:class:`~headspex.engine.refit.CoefficientModel`), which bootstrap intervals refit;
+            None where the estimator records none.
     """
 
     interactions: Interactions
@@ -98,6 +102,7 @@ class EngineResult:
     config: dict[str, Any] = field(default_factory=dict)
     diagnostics: dict[str, Any] = field(default_factory=dict)
     link: str = "identity"
+    coefficient_model: CoefficientModel | None = None
 
     def predict(self, masks: np.ndarray) -> np.ndarray:
         """The fitted value of each mask on the values' own scale, float64[m] for bool[m, n]
@@ -127,6 +132,7 @@ class EngineResult:
             "link": self.link,
             "config": self.config,
             "diagnostics": to_jsonable(self.diagnostics),
+            "coefficient_model": None if self.coefficient_model is None else self.coefficient_model.to_json(),
         }
         (directory / "result.json").write_text(json.dumps(meta, indent=1))
         np.savez_compressed(
@@ -160,4 +166,6 @@ class EngineResult:
             config=meta["config"],
             diagnostics=meta.get("diagnostics", {}),
             link=check_link(meta.get("link", "identity")),
+            coefficient_model=None if meta.get("coefficient_model") is None
+            else CoefficientModel.from_json(meta["coefficient_model"]),
         )

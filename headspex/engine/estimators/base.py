@@ -253,6 +253,9 @@ class Estimator:
         ceiling = link_cv.get("ceiling") if link_cv and link == "logodds" else None
         fitted = link_forward(link, values if ceiling is None else np.minimum(values, ceiling))
         terms, diagnostics = self._fit_core(masks, fitted, rng)
+        # The coefficient step travels on the result, not in the JSON diagnostics.
+        diagnostics = dict(diagnostics)
+        coefficient_model = diagnostics.pop("coefficient_model", None)
         if link_cv is not None:
             diagnostics = {**diagnostics, "link_cv": link_cv}
         fit_seconds = time.perf_counter() - start
@@ -281,6 +284,7 @@ class Estimator:
             config=config,
             diagnostics=diagnostics,
             link=link,
+            coefficient_model=coefficient_model,
         )
 
     def _rows_always_trained(self, masks: np.ndarray) -> np.ndarray:

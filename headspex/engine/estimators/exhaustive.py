@@ -9,6 +9,7 @@ import numpy as np
 from .base import Estimator
 from ..exact import MAX_DENSE_PLAYERS, all_masks, dense_to_interactions, fourier_transform_dense
 from ..interactions import Subset
+from ..refit import CoefficientModel
 from ...errors import EngineError
 
 
@@ -52,4 +53,5 @@ class Exhaustive(Estimator):
         dense_values[index] = values
         dense = fourier_transform_dense(dense_values, n)
         inter = dense_to_interactions(dense, n, "fourier", tol=self.tol, max_order=self.max_order)
-        return inter.as_dict(), {}
+        # On all 2^n masks the transform is least squares on its terms (orthogonal columns).
+        return inter.as_dict(), {"coefficient_model": CoefficientModel("fourier", tuple(s for s in inter.subsets if s))}

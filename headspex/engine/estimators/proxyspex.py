@@ -26,6 +26,7 @@ from ..interactions import (
     fourier_to_mobius_dict,
 )
 from ..sampling import NEAR_FULL_KEEP
+from ..refit import CoefficientModel
 from ..search import extra_searches
 from ..trees import lightgbm_to_fourier
 from ...errors import EngineError
@@ -334,14 +335,16 @@ class ProxySPEX(Estimator):
                 dense_values[index] = values
                 exact = dense_to_interactions(fourier_transform_dense(dense_values, n), n, "fourier",
                                               max_order=self.max_order)
-                return exact.as_dict(), {"exact": True, "n_selected": len(exact)}
+                # On all 2^n masks the truncated transform is least squares on its terms (orthogonal columns).
+                model = CoefficientModel("fourier", tuple(s for s in exact.subsets if s))
+                return exact.as_dict(), {"exact": True, "n_selected": len(exact), "coefficient_model": model}
         features = masks.astype(np.float32)
         proxy, proxy_info = self._fit_proxy(features, values, rng)
         coefficients = lightgbm_to_fourier(proxy, self.max_order)
         diagnostics: dict[str, Any] = {"proxy": proxy_info, "n_proxy_terms": len(coefficients)}
         if self.selection == "energy":
-            return self._energy_selection(masks, values, coefficients), {**diagnostics, "basis": "fourier",
-                                                                          "winner": "proxy:fourier"}
+            terms, model = self._energy_selection(masks, values, coefficients)
+            return terms, {**diagnostics, "basis": "fourier", "winner": "proxy:fourier", "coefficient_model": model}
         self._fit_masks = masks
         ladder = detect_ladder(masks) if "anchored" in self.sources else (0, np.zeros(m, dtype=bool))
         free = np.flatnonzero(~ladder[1])  # ladder rows are always trained on, never validated
@@ -391,7 +394,7 @@ class ProxySPEX(Estimator):
                                      cap=guard if self.baseline_guard else None)
         best = searches[winner]
         basis = best["basis"]
-        if "terms" in best:  # LASSO / anchored: coefficients as fitted
+        if "terms" in best:  # LASSO / ridge / anchored: coefficients as fitted
             terms, alpha = dict(best["terms"]), 0.0
         else:
             beta, alpha = self._refit(basis_matrix(masks, best["support"], basis), values)
@@ -400,8 +403,9 @@ class ProxySPEX(Estimator):
             basis=basis, winner=winner, lowest_cv=lowest, refit_alpha=alpha, n_selected=len(terms),
             cv_mse=best["cv_mse"], cv_r2=1.0 - best["cv_mse"] / (float(np.var(values)) or 1.0),
             ladder_order=int(ladder[0]),
-            searches={name: {**{k: v for k, v in r.items() if k not in ("support", "terms")},
+            searches={name: {**{k: v for k, v in r.items() if k not in ("support", "terms", "residual_terms")},
                              "n_terms": selected_terms(r)} for name, r in searches.items()},
+            coefficient_model=winner_model(best, alpha),
         )
         return convert_terms(terms, basis, "fourier"), diagnostics
 
@@ -512,13 +516,14 @@ class ProxySPEX(Estimator):
 
     def _energy_selection(
         self, masks: np.ndarray, values: np.ndarray, coefficients: dict[Subset, float]
-    ) -> dict[Subset, float]:
-        """Reference post-processing: top coefficients covering ``energy_threshold`` of the energy, RidgeCV."""
+    ) -> tuple[dict[Subset, float], CoefficientModel]:
+        """Reference post-processing: top coefficients covering ``energy_threshold`` of the energy, RidgeCV
+        (no intercept: the constant column is penalised too); the terms and their coefficient model."""
         from sklearn.linear_model import RidgeCV
 
         items = [(s, c) for s, c in coefficients.items() if s]
         if not items:
-            return {(): float(np.mean(values))}
+            return {(): float(np.mean(values))}, CoefficientModel("fourier", ())
         energy = np.array([c * c for _, c in items])
         order = np.argsort(-energy)
         cumulative = np.cumsum(energy[order]) / energy.sum()
@@ -526,7 +531,41 @@ class ProxySPEX(Estimator):
         support = [()] + [items[i][0] for i in order[:n_keep]]
         design = basis_matrix(masks, support, "fourier")
         ridge = RidgeCV(alphas=np.logspace(-6, 6, 50), fit_intercept=False).fit(design, values)
-        return dict(zip(support, ridge.coef_.tolist()))
+        model = CoefficientModel("fourier", tuple(support), "ridge", float(ridge.alpha_), intercept=False)
+        return dict(zip(support, ridge.coef_.tolist())), model
+
+
+def winner_model(best: dict[str, Any], refit_alpha: float) -> CoefficientModel | None:
+    """The :class:`~headspex.engine.refit.CoefficientModel` of a winning candidate: how its
+    coefficients follow from the values once its terms and penalty are fixed.
+
+    Args:
+        best: the winner's search result (``support``, refitted by :meth:`ProxySPEX._refit` with
+            penalty ``refit_alpha``; or ``terms`` as fitted by the ridge, LASSO or anchored search).
+
+    Returns:
+        The model, or None for a search result of no known kind (its bootstrap is then refused).
+    """
+    basis = best["basis"]
+    if "support" in best:
+        support = list(best["support"])
+        if refit_alpha > 0.0 and len(support) >= 2 and support[0] == ():
+            # _refit: RidgeCV on the columns after the constant, with an unpenalised intercept.
+            return CoefficientModel(basis, tuple(support[1:]), "ridge", refit_alpha)
+        return CoefficientModel(basis, tuple(support), intercept=False)  # least squares, constant among the columns
+    if "ladder_order" in best:  # anchored: the ladder exact, the residual by least squares or a LASSO
+        alpha = best.get("residual_alpha")
+        return CoefficientModel("removal", tuple(best["residual_terms"]), "none" if alpha is None else "lasso",
+                                0.0 if alpha is None else float(alpha), intercept=False,
+                                ladder_order=int(best["ladder_order"]))
+    columns = tuple(s for s in best["terms"] if s)
+    if "order_growth" in best:  # ridge_search; alpha None = the infinite penalty, the constant only
+        if best.get("alpha") is None:
+            return CoefficientModel(basis, ())
+        return CoefficientModel(basis, columns, "ridge", float(best["alpha"]), float(best["order_growth"]))
+    if "alpha" in best:  # lasso_search / all_pairs_lasso_search, shrunken coefficients kept
+        return CoefficientModel(basis, columns, "lasso", float(best["alpha"])) if columns else CoefficientModel(basis, ())
+    return None
 
 
 def selected_terms(found: dict[str, Any]) -> int:
