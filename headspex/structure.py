@@ -261,7 +261,8 @@ def _bootstrap_share_intervals(unit: Any, directory: Path | None, confidence: fl
     out = {}
     for over in ("questions", "masks"):
         path = directory / f"bootstrap_{over}.npz"
-        if path.exists():
+        # Only the kinds the unit has intervals of: a refused or stale kind's file is not this fit's.
+        if over in unit.intervals and path.exists():
             with np.load(path) as data:
                 # The replicates' own subsets: a refit's model can reach terms the estimate has at 0.
                 subsets = [tuple(json.loads(text)) for text in data["subsets"].tolist()]

@@ -31,6 +31,19 @@ UNIT_FORMAT = "headspex.attribution.Unit/1"
 #: at most half of the variance of unseen masks; an R² that cannot be measured counts as below.
 FAITHFULNESS_THRESHOLD = 0.5
 
+#: Why a unit saved before fits recorded their coefficient step has no intervals when read back.
+STALE_INTERVALS = ("computed by an earlier headspex, which refitted the fit's Fourier terms by least squares "
+                   "instead of its own estimator (wrong where the fit is a penalised one); run the attribution "
+                   "on this run directory again to refit the unit from its mask cache")
+
+
+def has_stale_intervals(engine: EngineResult, intervals: dict[str, Any]) -> bool:
+    """Whether ``intervals`` came from the bootstrap before :class:`~headspex.engine.refit.CoefficientModel`:
+    a ProxySPEX fit saved without its coefficient model, with intervals (or reasons for none) of
+    some kind. The exhaustive fit's least-squares refit on all masks was its own estimator, so
+    its intervals stand."""
+    return bool(intervals) and engine.method != "exhaustive" and engine.coefficient_model is None
+
 
 def held_out_r2(faithfulness: dict[str, float]) -> float:
     """The R² a fit is judged by: ``uniform`` (held-out uniform masks), else ``exact``, else the
@@ -210,15 +223,22 @@ class UnitResult:
 
     @classmethod
     def _from_summary(cls, directory: Path, data: dict[str, Any]) -> UnitResult:
+        engine = EngineResult.load(directory / "engine")
+        intervals, top = data.get("intervals", {}), data.get("top", [])
+        if has_stale_intervals(engine, intervals):  # not shown: they can exclude their own estimates
+            refused = intervals.get("unavailable", {})
+            kinds = [kind for kind in ("questions", "masks") if kind in intervals or kind in refused]
+            intervals = {"unavailable": dict.fromkeys(kinds, STALE_INTERVALS)}
+            top = [{k: v for k, v in row.items() if not k.startswith(("interval_", "significant_"))} for row in top]
         return cls(
             name=data["name"],
             players=list(data["players"]),
             player_layers=[int(x) for x in data["player_layers"]],
-            engine=EngineResult.load(directory / "engine"),
+            engine=engine,
             banzhaf=np.asarray(data["banzhaf"], dtype=np.float64),
             shapley=np.asarray(data["shapley"], dtype=np.float64),
-            intervals=data.get("intervals", {}),
-            top=data.get("top", []),
+            intervals=intervals,
+            top=top,
             exact_comparison=data.get("exact_comparison"),
             seconds=float(data.get("seconds", 0.0)),
             n_evaluated_masks=int(data.get("n_evaluated_masks", 0)),

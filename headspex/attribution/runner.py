@@ -13,7 +13,14 @@ import numpy as np
 
 from .config import MAX_EXACT_METHOD_PLAYERS, AttributionConfig, AttributionError, Unit, plan_units
 from .provenance import task_provenance, weights_fingerprint
-from .rundir import AttributionRun, CorruptFileError, UnitResult, open_run_directory, remove_failed_start
+from .rundir import (
+    STALE_INTERVALS,
+    AttributionRun,
+    CorruptFileError,
+    UnitResult,
+    open_run_directory,
+    remove_failed_start,
+)
 from .. import __version__
 from ..components import Players
 from ..engine import (
@@ -350,12 +357,15 @@ def _load_finished_unit(unit_dir: Path, key: str) -> UnitResult | None:
     if not (unit_dir / "unit.json").exists():
         return None
     try:
-        return UnitResult.load(unit_dir, key)
+        unit = UnitResult.load(unit_dir, key)
     except CorruptFileError as error:
         moved = move_aside(unit_dir / "unit.json")
         warnings.warn(f"{error}; {unit_dir / 'unit.json'} moved to {moved.name}, the unit will be recomputed",
                       CorruptFileWarning, stacklevel=3)
         return None
+    if STALE_INTERVALS in unit.intervals.get("unavailable", {}).values():
+        return None  # refitted from the mask cache, so its intervals come from its own estimator
+    return unit
 
 
 def _run_units(units: Sequence[Unit], game_factory: GameFactory, config: AttributionConfig, run_dir: Path,

@@ -564,7 +564,9 @@ def winner_model(best: dict[str, Any], refit_alpha: float) -> CoefficientModel |
             return CoefficientModel(basis, ())
         return CoefficientModel(basis, columns, "ridge", float(best["alpha"]), float(best["order_growth"]))
     if "alpha" in best:  # lasso_search / all_pairs_lasso_search, shrunken coefficients kept
-        return CoefficientModel(basis, columns, "lasso", float(best["alpha"])) if columns else CoefficientModel(basis, ())
+        if not columns:
+            return CoefficientModel(basis, ())
+        return CoefficientModel(basis, columns, "lasso", float(best["alpha"]))
     return None
 
 

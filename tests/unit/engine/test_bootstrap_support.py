@@ -40,7 +40,7 @@ def parities(masks: np.ndarray, terms: list[tuple[int, ...]]) -> np.ndarray:
     return np.column_stack([np.prod(z[:, list(term)], axis=1) for term in terms])
 
 
-def fitted(model: CoefficientModel, masks: np.ndarray, item_values: np.ndarray, estimate: dict) -> SimpleNamespace:
+def fitted(model: CoefficientModel | None, masks: np.ndarray, estimate: dict) -> SimpleNamespace:
     """What the bootstrap reads of a fit: its masks, estimate (Fourier), link and coefficient model."""
     return SimpleNamespace(interactions=Interactions(estimate, masks.shape[1]), masks=masks, method="proxyspex",
                            link="identity", coefficient_model=model)
@@ -108,7 +108,7 @@ def test_the_ladder_refit_inverts_the_ladder_exactly() -> None:
 def test_a_least_squares_model_with_more_terms_than_masks_is_refused() -> None:
     masks = distinct_masks(12, seed=0)
     item_values = np.random.default_rng(1).normal(size=(12, 4))
-    result = fitted(CoefficientModel("fourier", tuple(ALL_TERMS[1:])), masks, item_values, {(): 0.0})
+    result = fitted(CoefficientModel("fourier", tuple(ALL_TERMS[1:])), masks, {(): 0.0})
     with pytest.raises(EngineError, match="rank 12"):
         bootstrap_coefficients(result, item_values, n_bootstrap=10, seed=0, over="questions")
 
@@ -121,10 +121,11 @@ def test_a_refit_that_does_not_reproduce_the_estimate_is_refused() -> None:
                            rcond=None)[0]
     estimate = dict(zip([(), *terms], beta))
     model = CoefficientModel("fourier", tuple(terms))
-    assert bootstrap_coefficients(fitted(model, masks, item_values, estimate), item_values, 10, 0, "questions")[1].shape == (6, 10)
+    replicates = bootstrap_coefficients(fitted(model, masks, estimate), item_values, 10, 0, "questions")[1]
+    assert replicates.shape == (6, 10)
     estimate[(2,)] *= 1.5  # e.g. a shrunken coefficient, while the model is least squares
     with pytest.raises(EngineError, match="does not reproduce"):
-        bootstrap_coefficients(fitted(model, masks, item_values, estimate), item_values, 10, 0, "questions")
+        bootstrap_coefficients(fitted(model, masks, estimate), item_values, 10, 0, "questions")
 
 
 def test_a_mask_bootstrap_whose_resamples_lose_rank_is_refused() -> None:
@@ -136,7 +137,7 @@ def test_a_mask_bootstrap_whose_resamples_lose_rank_is_refused() -> None:
     item_values = np.random.default_rng(7).normal(size=(12, 4))
     beta = np.linalg.lstsq(np.column_stack([np.ones(12), parities(masks, terms)]), item_values.mean(axis=1),
                            rcond=None)[0]
-    result = fitted(CoefficientModel("fourier", tuple(terms)), masks, item_values, dict(zip([(), *terms], beta)))
+    result = fitted(CoefficientModel("fourier", tuple(terms)), masks, dict(zip([(), *terms], beta)))
     with pytest.raises(EngineError, match="mask resamples"):
         bootstrap_coefficients(result, item_values, n_bootstrap=20, seed=0, over="masks")
     assert bootstrap_coefficients(result, item_values, n_bootstrap=20, seed=0, over="questions")[1].shape == (10, 20)
@@ -183,7 +184,7 @@ def test_intervals_of_a_least_squares_model_contain_the_estimate_computed_by_han
     item_values = (0.3 + z @ np.array([0.5, -0.2, 0.0, 0.1, 0.4]))[:, None] + rng.normal(0, 0.2, size=(24, 6))
     terms = ALL_TERMS[1: 1 + N_PLAYERS]
     estimate = np.linalg.lstsq(np.column_stack([np.ones(24), z]), item_values.mean(axis=1), rcond=None)[0]
-    result = fitted(CoefficientModel("fourier", tuple(terms)), masks, item_values, dict(zip([(), *terms], estimate)))
+    result = fitted(CoefficientModel("fourier", tuple(terms)), masks, dict(zip([(), *terms], estimate)))
     subsets, replicates = bootstrap_coefficients(result, item_values, n_bootstrap=400, seed=0, over="questions")
     assert subsets == [(), *terms]
     low, high = percentile_interval(replicates.T, 0.95)
@@ -197,7 +198,7 @@ def test_intervals_of_a_least_squares_model_contain_the_estimate_computed_by_han
 def test_attribution_records_why_a_unit_has_no_intervals(tmp_path: Path) -> None:
     masks = distinct_masks(12, seed=4)
     coefficients = np.random.default_rng(5).normal(size=len(ALL_TERMS))
-    engine = fitted(CoefficientModel("fourier", tuple(ALL_TERMS[1:])), masks, np.zeros((12, 3)),
+    engine = fitted(CoefficientModel("fourier", tuple(ALL_TERMS[1:])), masks,
                     dict(zip(ALL_TERMS, coefficients)))
     unit_dir = tmp_path / "unit"
     unit_dir.mkdir()
@@ -214,7 +215,7 @@ def test_attribution_records_why_a_unit_has_no_intervals(tmp_path: Path) -> None
 
 def test_a_fit_without_a_coefficient_model_gets_no_intervals() -> None:
     masks = distinct_masks(12, seed=4)
-    engine = fitted(None, masks, np.zeros((12, 3)), {(): 1.0, (0,): 0.5})  # e.g. a result saved before models
+    engine = fitted(None, masks, {(): 1.0, (0,): 0.5})  # e.g. a result saved before models
     intervals = bootstrap_intervals(engine, np.zeros((12, 3)), [(0,)], AttributionConfig(n_bootstrap=20), None)
     assert list(intervals) == ["unavailable"] and "no coefficient model" in intervals["unavailable"]["questions"]
 
@@ -225,7 +226,7 @@ def test_attribution_keeps_the_question_intervals_when_only_the_mask_bootstrap_i
     item_values = np.random.default_rng(8).normal(size=(12, 4))
     beta = np.linalg.lstsq(np.column_stack([np.ones(12), parities(masks, terms)]), item_values.mean(axis=1),
                            rcond=None)[0]
-    engine = fitted(CoefficientModel("fourier", tuple(terms)), masks, item_values, dict(zip([(), *terms], beta)))
+    engine = fitted(CoefficientModel("fourier", tuple(terms)), masks, dict(zip([(), *terms], beta)))
     intervals = bootstrap_intervals(engine, item_values, [terms[0]], AttributionConfig(n_bootstrap=20), None)
     assert set(intervals) == {"questions", "unavailable"} and list(intervals["unavailable"]) == ["masks"]
     row = top_table(Unit("layer_00", [f"L0H{h}" for h in range(N_PLAYERS)]), [terms[0]], [0.2], intervals)[0]
@@ -260,3 +261,31 @@ def test_every_kind_of_winner_records_a_model_that_reproduces_it(budget: int, op
     subsets, replicates = bootstrap_coefficients(result, store.stack(result.masks), n_bootstrap=50, seed=0,
                                                  over="questions")
     assert replicates.shape == (len(subsets), 50) and set(result.interactions.to_fourier().subsets) <= set(subsets)
+
+
+def test_intervals_saved_before_coefficient_models_are_not_shown_and_the_unit_is_refitted(tmp_path: Path) -> None:
+    # A unit saved by the earlier bootstrap: its ProxySPEX result has no coefficient model, so its
+    # intervals came from a least-squares refit of its Fourier terms, which can exclude the estimate.
+    from headspex.attribution.rundir import STALE_INTERVALS, UnitResult
+    from headspex.attribution.runner import _load_finished_unit
+
+    masks = distinct_masks(24, seed=3)
+    values = parities(masks, [(0,), (1, 2)]) @ np.array([0.5, 0.3])
+    engine = ProxySPEX(seed=0).fit_samples(masks, values)
+    engine.coefficient_model = None
+    intervals = {"questions": {"banzhaf": [[0.0, 1.0]] * N_PLAYERS, "shapley": [[0.0, 1.0]] * N_PLAYERS,
+                               "top": [[0.2, 0.4]]}}
+    top = [{"players": ["a", "b"], "indices": [1, 2], "fourier": 0.3, "interval_questions": [0.2, 0.4],
+            "significant_questions": True}]
+    unit = UnitResult("layer_00", [f"L0H{h}" for h in range(N_PLAYERS)], [0] * N_PLAYERS, engine,
+                      np.zeros(N_PLAYERS), np.zeros(N_PLAYERS), intervals, top, provenance_key="k")
+    unit.save(tmp_path / "layer_00")
+    loaded = UnitResult.load(tmp_path / "layer_00", "k")
+    assert loaded.intervals == {"unavailable": {"questions": STALE_INTERVALS}}
+    assert not any(key.startswith(("interval_", "significant_")) for key in loaded.top[0])
+    assert _load_finished_unit(tmp_path / "layer_00", "k") is None  # a resumed run refits it
+
+    engine.coefficient_model = CoefficientModel("fourier", ((0,),))  # what this headspex saves
+    unit.save(tmp_path / "layer_01")
+    assert UnitResult.load(tmp_path / "layer_01", "k").intervals == intervals
+    assert _load_finished_unit(tmp_path / "layer_01", "k") is not None
