@@ -153,7 +153,7 @@ def _single_head_section(run: Any, figures: dict[str, str], figure_prefix: str) 
     head_rows.sort(key=lambda r: -r[0])
     blocks.append(Block("text", f"The {min(15, len(head_rows))} heads with the largest |Banzhaf value| "
                         "(interval: bootstrap over questions, or over masks when there is one question; "
-                        "'–' where the unit's terms are not identifiable from its masks, see its top interactions)."))
+                        "'–' where the unit has none: its top interactions say why)."))
     blocks.append(Block("table", header=("head", "Banzhaf", "interval", "Shapley", "unit fit R²"),
                         rows=[r for _, r in head_rows[:15]]))
     return blocks

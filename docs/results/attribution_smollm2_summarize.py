@@ -64,8 +64,8 @@ def main() -> None:
                              + (f" [{t['interval_questions'][0]:+.4f}, {t['interval_questions'][1]:+.4f}]"
                                 if "interval_questions" in t else "")
                              for t in terms)
-            why = (" (no interval: terms not identifiable from the fit masks)"
-                   if "questions" in unit.intervals.get("unavailable", {}) else "")
+            reason = unit.intervals.get("unavailable", {}).get("questions")
+            why = f" (no interval: {reason.split(';')[0]})" if reason else ""
             lines.append(f"- L{unit.player_layers[0]}: {text}{why}")
         lines.append("")
     if GROUP in runs:
@@ -76,7 +76,8 @@ def main() -> None:
                       f"faithfulness {unit.faithfulness}; energy shares: linear {fmt(energy['linear_share'])}, "
                       f"within-layer {fmt(energy['within_layer_share'])}, across-layer {fmt(energy['across_layer_share'])}; "
                       + (f"95% intervals over questions: {json.dumps(intervals['questions'])}" if "questions" in intervals
-                         else "no intervals (terms not identifiable from the fit masks)"), ""]
+                         else "no intervals over questions ("
+                         + unit.intervals.get("unavailable", {}).get("questions", "none computed").split(";")[0] + ")"), ""]
     # Marketing: both runs together for the structure profile and the claim.
     marketing_rows = [r for name in MARKETING if name in structures
                       for r in structures[name]["per_layer"]]
