@@ -58,7 +58,8 @@ def percentile_interval(replicates: np.ndarray, confidence: float) -> np.ndarray
 #: Largest difference between a refit of the estimate's own values and the estimate, as a share
 #: of its largest non-constant Fourier coefficient, before a bootstrap is refused: round-off for
 #: the linear steps. The LASSO estimate was solved to the search's tolerance (1e-3 of ``||y||^2``)
-#: and its refits to 1e-10: measured gaps of 0.8-1.1 % on planted games (n = 9-30, 80-150 masks).
+#: and its refits to 1e-10: measured gaps of 0.8-1.1 % on planted games (n = 9-30, 80-150 masks),
+#: median 0.5 % and at most 2.4 % over the 17 LASSO-fitted SmolLM2 layer units (80 masks).
 REPRODUCTION_TOLERANCE = {"none": 1e-6, "ridge": 1e-6, "lasso": 5e-2}
 
 
