@@ -133,7 +133,7 @@ def bootstrap_coefficients(
         if not identified:
             # A resample repeats masks; with fewer distinct masks than terms the penalty shrinks each
             # replicate more than it shrank the estimate (SmolLM2 layers 27-29 as one unit, 3 303
-            # ridge terms on 200 masks: 28 % of its largest terms fell outside their intervals).
+            # ridge terms on 200 masks: 28 % of the largest fifth of its terms fell outside their intervals).
             raise EngineError(
                 f"a mask bootstrap needs the {observed.n_fitted} terms to be identifiable from the fit masks, but "
                 f"their design has rank {observed.rank} (the penalty, not the masks, pins the rest down, and "
