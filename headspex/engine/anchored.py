@@ -21,6 +21,7 @@ import numpy as np
 
 from .candidates import cv_prefix_errors, lasso_search, least_squares, mean_curve, pursuit_ranking
 from .interactions import Subset, basis_matrix
+from ..errors import EngineError
 
 #: Largest ladder order detected (full + singles + pairs).
 MAX_LADDER_ORDER = 2
@@ -49,21 +50,45 @@ def detect_ladder(masks: np.ndarray) -> tuple[int, np.ndarray]:
     return order, (ablated <= order) if order else np.zeros(m, dtype=bool)
 
 
-def ladder_removal_terms(masks: np.ndarray, values: np.ndarray, order: int) -> dict[Subset, float]:
-    """Exact removal coefficients of order <= ``order`` from the ladder rows of ``masks``."""
+def ladder_inversion(masks: np.ndarray, order: int) -> list[tuple[Subset, list[tuple[int, int]]]]:
+    """The Möbius inversion over the ladder rows: ``r(S) = sum_{A ⊆ S} (-1)^{|S|-|A|} v(all but A)``.
+
+    Args:
+        masks: bool[m, n] holding every mask that ablates at most ``order`` players (rows may
+            repeat; the first row ablating a set is used).
+
+    Returns:
+        Per removal term S of order <= ``order`` (by order, then lexicographic), its
+        ``(row, sign)`` pairs, so ``r(S) = sum(sign * values[row])``.
+
+    Raises:
+        EngineError: a mask of the ladder is missing.
+    """
     n = masks.shape[1]
-    ablated = (~masks).sum(axis=1)
-    value_of = {tuple(np.flatnonzero(~row).tolist()): float(v)
-                for row, v, a in zip(masks, values, ablated) if a <= order}
-    terms: dict[Subset, float] = {}
-    # Differences of equal values can leave round-off (1e-16) where a term is exactly 0 (a null
-    # player); such terms are dropped, so they do not enter the support.
-    tol = 1e-12 * max(abs(v) for v in value_of.values()) if value_of else 0.0
+    first: dict[Subset, int] = {}
+    for index in np.flatnonzero((~masks).sum(axis=1) <= order):
+        first.setdefault(tuple(np.flatnonzero(~masks[index]).tolist()), int(index))
+    out = []
     for k in range(order + 1):
         for subset in combinations(range(n), k):
-            coef = sum((-1) ** (k - j) * value_of[a] for j in range(k + 1) for a in combinations(subset, j))
-            if abs(coef) > tol or not subset:
-                terms[subset] = coef
+            missing = [a for j in range(k + 1) for a in combinations(subset, j) if a not in first]
+            if missing:
+                raise EngineError(f"the removal ladder of order {order} lacks the mask ablating {list(missing[0])}")
+            out.append((subset, [(first[a], (-1) ** (k - j)) for j in range(k + 1) for a in combinations(subset, j)]))
+    return out
+
+
+def ladder_removal_terms(masks: np.ndarray, values: np.ndarray, order: int) -> dict[Subset, float]:
+    """Exact removal coefficients of order <= ``order`` from the ladder rows of ``masks``."""
+    ladder = (~masks).sum(axis=1) <= order
+    # Differences of equal values can leave round-off (1e-16) where a term is exactly 0 (a null
+    # player); such terms are dropped, so they do not enter the support.
+    tol = 1e-12 * float(np.max(np.abs(values[ladder]))) if ladder.any() else 0.0
+    terms: dict[Subset, float] = {}
+    for subset, pairs in ladder_inversion(masks, order):
+        coef = sum(sign * float(values[row]) for row, sign in pairs)
+        if abs(coef) > tol or not subset:
+            terms[subset] = coef
     return terms
 
 

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .anchored import detect_ladder
+from .anchored import detect_ladder, ladder_inversion
 from .candidates import RidgeSpectrum, least_squares
 from .interactions import Basis, Subset, _check_basis, basis_matrix, convert_terms
 from ..errors import EngineError
@@ -136,7 +136,7 @@ class CoefficientModel:
         rows = np.arange(masks.shape[0])
         if self.ladder_order:
             low = self.ladder_terms(n)
-            inversion, ladder_rows = _ladder_inversion(masks, low, self.ladder_order)
+            inversion, ladder_rows = _ladder_inversion(masks, self.ladder_order)
             low_coefficients = inversion @ targets
             targets = targets - basis_matrix(masks, low, "removal") @ low_coefficients
             fixed.append(low_coefficients)
@@ -187,21 +187,16 @@ class CoefficientModel:
                    intercept=bool(data["intercept"]), ladder_order=int(data["ladder_order"]))
 
 
-def _ladder_inversion(masks: np.ndarray, low: list[Subset], order: int) -> tuple[np.ndarray, np.ndarray]:
-    """float64[T, m] mapping the rows' values to the ladder's removal terms
-    (``r(S) = sum_{A ⊆ S} (-1)^{|S|-|A|} v(all but A)``, first occurrence of each ablated set),
-    and bool[m], the ladder's rows."""
-    found_order, ladder_rows = detect_ladder(np.unique(masks, axis=0))
+def _ladder_inversion(masks: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
+    """float64[T, m] mapping the rows' values to the ladder's removal terms, in the order of
+    :meth:`CoefficientModel.ladder_terms` (:func:`~headspex.engine.anchored.ladder_inversion`
+    enumerates them alike), and bool[m], the ladder's rows."""
+    found_order, _ = detect_ladder(np.unique(masks, axis=0))
     if found_order < order:
         raise EngineError(f"the rows hold the removal ladder to order {found_order}, the model needs order {order}")
-    ablated = (~masks).sum(axis=1)
-    ladder_rows = ablated <= order
-    first: dict[Subset, int] = {}
-    for index in np.flatnonzero(ladder_rows):
-        first.setdefault(tuple(np.flatnonzero(~masks[index]).tolist()), int(index))
-    inversion = np.zeros((len(low), len(masks)))
-    for t, subset in enumerate(low):
-        for j in range(len(subset) + 1):
-            for removed in combinations(subset, j):
-                inversion[t, first[removed]] += (-1.0) ** (len(subset) - j)
-    return inversion, ladder_rows
+    terms = ladder_inversion(masks, order)
+    inversion = np.zeros((len(terms), len(masks)))
+    for t, (_, pairs) in enumerate(terms):
+        for row, sign in pairs:
+            inversion[t, row] += sign
+    return inversion, (~masks).sum(axis=1) <= order

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .interactions import Subset
+from .interactions import Interactions, Subset
 from .result import EngineResult
 from ..errors import EngineError
 
@@ -122,8 +122,9 @@ def bootstrap_coefficients(
             "small unit)")
     # Replicates are shifted by (estimate - refit of the observed data): 0 up to round-off for the
     # linear steps, the solver's error for a LASSO, so they vary around the estimate reported.
-    shift = _estimate_on(result, subsets) - conversion @ observed.coefficients[:, 0]
-    _check_reproduces(result, subsets, shift, model.penalty)
+    estimate = result.interactions.to_fourier()
+    shift = _estimate_on(estimate, subsets) - conversion @ observed.coefficients[:, 0]
+    _check_reproduces(estimate, shift, model.penalty)
     rng = np.random.default_rng([int(seed), 0xB007])
     if over == "questions":
         # counts[b, j] = how often item j is drawn in replicate b; the mean is a weighted sum.
@@ -156,9 +157,8 @@ def bootstrap_coefficients(
     raise EngineError(f"bootstrap 'over' must be 'questions' or 'masks'; got '{over}'")
 
 
-def _estimate_on(result: EngineResult, subsets: list[Subset]) -> np.ndarray:
-    """The fit's Fourier coefficients on ``subsets``, float64[T] (0 where it has none)."""
-    estimate = result.interactions.to_fourier()
+def _estimate_on(estimate: Interactions, subsets: list[Subset]) -> np.ndarray:
+    """The estimate's (Fourier) coefficients on ``subsets``, float64[T] (0 where it has none)."""
     position = {s: t for t, s in enumerate(subsets)}
     outside = [s for s, c in zip(estimate.subsets, estimate.coefficients) if s not in position and c != 0.0]
     if outside:
@@ -170,10 +170,9 @@ def _estimate_on(result: EngineResult, subsets: list[Subset]) -> np.ndarray:
     return out
 
 
-def _check_reproduces(result: EngineResult, subsets: list[Subset], shift: np.ndarray, penalty: str) -> None:
-    """Raise unless the refit of the observed data is the estimate, to ``REPRODUCTION_TOLERANCE``
-    of its largest non-constant Fourier coefficient (``shift`` = estimate - refit on ``subsets``)."""
-    estimate = result.interactions.to_fourier()
+def _check_reproduces(estimate: Interactions, shift: np.ndarray, penalty: str) -> None:
+    """Raise unless the refit of the observed data is the estimate (Fourier), to
+    ``REPRODUCTION_TOLERANCE`` of its largest non-constant coefficient (``shift`` = estimate - refit)."""
     scale = max((abs(c) for s, c in zip(estimate.subsets, estimate.coefficients) if s), default=0.0)
     scale = scale or float(np.max(np.abs(estimate.coefficients), initial=0.0)) or 1.0
     gap = float(np.max(np.abs(shift), initial=0.0)) / scale
