@@ -9,7 +9,10 @@ Every method sees the same planted game at the same fit budget. Faithfulness is 
 recovered function against the *noiseless* game on held-out masks that no method saw: 1000
 uniform masks (each player kept w.p. 1/2) and 1000 near-full masks (kept w.p. 0.9). The
 ``induction`` family is a small trained model (benchmarks/induction_model.py) with exact values
-over all 2^8 head masks: there, held-out means every mask the method did not evaluate. Results
+over all 2^8 head masks: there, held-out means every mask the method did not evaluate. Its value
+tables are committed (``benchmarks/data/induction_tables.json``, five models trained with seeds
+0-4), because training is chaotic and another CPU trains another model; ``--models`` runs a
+configuration on several of them. Results
 are appended to ``benchmarks/results/engine.json`` after every configuration (so a partial
 run is usable) and summarised in ``benchmarks/results/engine.md``; ``--report-only`` rebuilds
 the Markdown from the JSON. Every method evaluates its own copy of the game (a planted game's
@@ -177,19 +180,15 @@ ABLATIONS = {
 #: Share of the budget the adaptive variant spends in its second round.
 ADAPTIVE_FRACTION = 0.25
 
-_INDUCTION: dict[str, Any] = {}
 
+def induction_table(model: int = 0) -> tuple[Any, np.ndarray]:
+    """Benchmark induction model ``model``'s exact values over all 2^8 head masks, committed in
+    ``benchmarks/data/induction_tables.json`` (trained once; why not at run time: see
+    :func:`induction_model.write_tables`), as ``(game, values float64[256])``."""
+    from induction_model import load_table
 
-def induction_table() -> tuple[Any, np.ndarray, float]:
-    """The trained induction model's exact values over all 2^8 head masks (trained once per run)."""
-    if not _INDUCTION:
-        from induction_model import InductionGame
-
-        model = InductionGame(head_dropout=0.05, steps=800, seed=0)
-        values = model(all_masks(model.n_players))
-        _INDUCTION.update(values=values, seconds=model.train_seconds, n=model.n_players)
-    values = _INDUCTION["values"]
-    n = _INDUCTION["n"]
+    values = load_table(model)
+    n = int(np.log2(len(values)))
     weights = 1 << np.arange(n, dtype=np.int64)
 
     def game(masks: np.ndarray) -> np.ndarray:
@@ -197,7 +196,7 @@ def induction_table() -> tuple[Any, np.ndarray, float]:
 
     game.noiseless = game  # type: ignore[attr-defined]
     game.truth = None  # type: ignore[attr-defined]
-    return game, values, float(_INDUCTION["seconds"])
+    return game, values
 
 
 def best_removal_regret(truth_fn, model_fn, n: int, max_removed: int) -> dict[str, float]:
@@ -239,8 +238,8 @@ def run_config(cfg: dict[str, Any], headspex_only: bool = False) -> dict[str, An
     entries, ``headspex*``, with ``headspex_only``)."""
     n, budget = cfg["n"], cfg["budget"]
     if cfg["family"] == "induction":
-        game, _, train_seconds = induction_table()
-        cfg = {**cfg, "train_seconds": train_seconds}
+        game, _ = induction_table(cfg.get("model", 0))
+        cfg = {**cfg, "model": cfg.get("model", 0)}
     else:
         game = planted_game(cfg["family"], n, cfg["s"], cfg.get("plant_order", cfg["max_order"]),
                             noise=cfg["noise"], seed=1000 + cfg["seed"])
@@ -408,12 +407,14 @@ def write_report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
 
 def _config_key(row: dict[str, Any]) -> tuple[Any, ...]:
     """What identifies a configuration's row (for ``--replace``)."""
-    return row["family"], row["n"], row["budget"], row.get("seed", 0)
+    return row["family"], row["n"], row["budget"], row.get("seed", 0), row.get("model", 0)
 
 
 def _seed(row: dict[str, Any]) -> str:
-    """`` seed=k`` for replicate rows (seed 0 is the grid's own, left unsaid)."""
-    return f" seed={row['seed']}" if row.get("seed", 0) else ""
+    """`` seed=k`` for replicate rows and `` model=k`` for the induction family's other trained
+    models (seed 0 and model 0 are the grid's own, left unsaid)."""
+    seed = f" seed={row['seed']}" if row.get("seed", 0) else ""
+    return seed + (f" model={row['model']}" if row.get("model", 0) else "")
 
 
 def _r2(entry: dict[str, Any], key: str) -> float | None:
@@ -518,12 +519,22 @@ def _engine2_fixed_targets(rows: list[dict[str, Any]]) -> list[str]:
         value = figure(family, n, budget, key, method)
         verdict = "not run" if value is None else ("met" if value >= goal else "NOT met")
         out.append(f"- **{label}**: {_fmt(value, 4)} — {verdict}")
-        replicates = [_r2(r["results"].get(method, {}), key) for r in rows
-                      if (r["family"], r["n"], r["budget"]) == (family, n, budget)]
-        replicates = [v for v in replicates if v is not None]
-        if len(replicates) > 1:  # other designs (seeds) of the same configuration
-            out.append(f"  - over {len(replicates)} designs (seeds): mean {np.mean(replicates):.4f}, min "
+        same = [r for r in rows if (r["family"], r["n"], r["budget"]) == (family, n, budget)]
+        by_model: dict[int, list[float]] = {}
+        for r in same:
+            value = _r2(r["results"].get(method, {}), key)
+            if value is not None:
+                by_model.setdefault(r.get("model", 0), []).append(value)
+        replicates = [v for values in by_model.values() for v in values]
+        if len(replicates) > 1:  # other designs (seeds) and, for the induction family, other trained models
+            what = ("designs (seeds)" if len(by_model) == 1
+                    else f"(model, design) pairs over {len(by_model)} trained models")
+            out.append(f"  - over {len(replicates)} {what}: mean {np.mean(replicates):.4f}, min "
                        f"{min(replicates):.4f}, {sum(v >= goal for v in replicates)} of {len(replicates)} met")
+            if len(by_model) > 1:
+                out.append("    - per model (its designs' min / mean, met): " + "; ".join(
+                    f"model {m}: {min(v):.3f} / {np.mean(v):.3f}, {sum(x >= goal for x in v)} of {len(v)}"
+                    for m, v in sorted(by_model.items())))
     out += ["", "### Trained induction model (8 heads, exact values over all 256 masks)", "",
             "uni = R² on every mask the method did not evaluate; nf = on the unseen masks with 1-3 heads ablated; "
             "≤2 = on all 37 masks with ≤ 2 heads ablated (seen or not: where pruning decides); regret k = true "
@@ -611,6 +622,9 @@ def main() -> None:
                         help="comma-separated family:n[:budget] filters, e.g. 'logsigmoid:128,and:1024' (others skipped)")
     parser.add_argument("--seeds", default=None,
                         help="comma-separated seeds: run every selected configuration once per seed (replicates)")
+    parser.add_argument("--models", default=None,
+                        help="comma-separated induction model seeds (benchmarks/data/induction_tables.json): run every "
+                             "selected induction configuration once per trained model (other families once)")
     parser.add_argument("--append", action="store_true",
                         help="add the rows to the existing JSON (a second process run after a cut one)")
     parser.add_argument("--replace", action="store_true",
@@ -637,6 +651,9 @@ def main() -> None:
                                        for w in wanted)]
     if args.seeds:
         grid = [{**c, "seed": int(seed)} for c in grid for seed in args.seeds.split(",")]
+    if args.models:
+        grid = [{**c, "model": int(model)} for c in grid
+                for model in (args.models.split(",") if c["family"] == "induction" else ["0"])]
     meta = {"mode": "quick" if args.quick else "full", "started": time.strftime("%Y-%m-%d %H:%M:%S"),
             "machine": f"{platform.machine()}, {platform.python_version()}, {__import__('os').cpu_count()} cores",
             "n_planned": len(grid), "skipped": [

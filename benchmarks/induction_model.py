@@ -14,7 +14,10 @@ Used by ``benchmarks/engine_benchmark.py`` (family ``induction``); needs torch.
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -114,10 +117,87 @@ class InductionGame:
         return out
 
 
+#: The engine benchmark's trained models: training settings (every model) and the seeds of the
+#: models whose exact value tables are committed (one model per seed).
+BENCHMARK_TRAINING: dict[str, Any] = {"head_dropout": 0.05, "steps": 800}
+BENCHMARK_MODEL_SEEDS = (0, 1, 2, 3, 4)
+#: Where those tables live (committed: the benchmark's ground truth).
+TABLES_PATH = Path(__file__).resolve().parent / "data" / "induction_tables.json"
+#: The pruning tests' models (tests/integration/test_pruning_refine.py): more head dropout, so
+#: more backup heads; shorter training and evaluation batch. Committed as a test fixture.
+TEST_TRAINING: dict[str, Any] = {"head_dropout": 0.3, "steps": 400, "n_eval": 64}
+TEST_TABLES_PATH = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "induction_tables.json"
+
+
+def write_tables(path: Path = TABLES_PATH, seeds: tuple[int, ...] = BENCHMARK_MODEL_SEEDS,
+                 training: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train one model per seed and save its exact values over all 2^n head masks (nats) as JSON.
+
+    Why a committed table and not training at run time: training is chaotic. The same seed on
+    two CPUs (different float kernels) gives models whose values differ by up to 0.06 nats, and a
+    relative perturbation of 1e-15 of the initial weights in float64 moves them by 0.1 nats, so a
+    benchmark's truth, and a test's outcome, would depend on the machine that ran it (measured
+    2026-12-07: the pruning test's exact-optimum claim failed on another CPU's model). Row ``i``
+    of a table is the mask whose bit ``j`` (``i >> j & 1``) says whether head ``j`` is kept.
+
+    Args:
+        training: :class:`InductionGame` keyword arguments (default :data:`BENCHMARK_TRAINING`).
+    """
+    import platform
+
+    import torch
+
+    from headspex.engine import all_masks
+
+    training = dict(BENCHMARK_TRAINING if training is None else training)
+    tables, seconds = {}, {}
+    for seed in seeds:
+        game = InductionGame(**training, seed=seed)
+        tables[str(seed)] = [float(v) for v in game(all_masks(game.n_players))]
+        seconds[str(seed)] = round(game.train_seconds, 2)
+        print(f"model seed {seed}: trained in {game.train_seconds:.1f} s; full {tables[str(seed)][-1]:.4f}, "
+              f"none {tables[str(seed)][0]:.4f}", flush=True)
+    data = {"meta": {"training": training, "n_players": game.n_players,
+                     "player_names": game.player_names, "torch": torch.__version__,
+                     "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, torch threads 1",
+                     "written": time.strftime("%Y-%m-%d %H:%M:%S"), "train_seconds": seconds,
+                     "row_order": "row i = mask whose bit j (i >> j & 1) keeps head j"},
+            "tables": tables}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n")
+    return data
+
+
+def load_table(seed: int, path: Path = TABLES_PATH) -> np.ndarray:
+    """The committed exact values of model ``seed`` in ``path``, float64[2^n] (row order: see
+    :func:`write_tables`)."""
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: run `python benchmarks/induction_model.py --write-tables` "
+                         "(or --write-test-tables) to train the induction models (about 10 s each)")
+    tables = json.loads(path.read_text())["tables"]
+    if str(seed) not in tables:
+        raise SystemExit(f"no induction model with seed {seed} in {path} (it has {', '.join(tables)}); "
+                         "add the seed and rerun with --write-tables / --write-test-tables")
+    return np.asarray(tables[str(seed)], dtype=np.float64)
+
+
 if __name__ == "__main__":
+    import argparse
     import sys
 
-    sys.path.insert(0, ".")
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--write-tables", action="store_true",
+                        help=f"train the engine benchmark's models (seeds {BENCHMARK_MODEL_SEEDS}) and write {TABLES_PATH}")
+    parser.add_argument("--write-test-tables", action="store_true",
+                        help=f"train the pruning tests' models (seeds {BENCHMARK_MODEL_SEEDS}) and write {TEST_TABLES_PATH}")
+    args = parser.parse_args()
+    if args.write_tables:
+        write_tables()
+    if args.write_test_tables:
+        write_tables(TEST_TABLES_PATH, training=TEST_TRAINING)
+    if args.write_tables or args.write_test_tables:
+        raise SystemExit(0)
     from headspex.engine import all_masks, exact_interactions
 
     game = InductionGame()

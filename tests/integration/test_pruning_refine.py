@@ -1,8 +1,8 @@
 """Verify-and-refine, top-N surrogate solutions, the removal basis, and equal-cost accounting.
 
 Truth comes from brute-force enumeration over every removal set (planted OR-structured
-games, and a small attention-only induction model trained here for seconds whose exact values
-over all 2^8 head masks are computed once). Costs are checked against a counting value
+games, and five small attention-only induction models whose exact values over all 2^8 head
+masks are a committed fixture). Costs are checked against a counting value
 function owned by the test, not against the strategies' own bookkeeping.
 """
 
@@ -32,7 +32,7 @@ from headspex.pruning import (
     top_surrogate_solutions,
 )
 from headspex.pruning.strategies import surrogate_fitter
-from fixture_paths import REPO
+from fixture_paths import INDUCTION_TABLES, REPO
 
 # ----------------------------------------------------------------------------- planted OR game
 # Backup heads: group {0, 1, 2} is worth 1.0 while ANY of them is kept, group {3, 4} 0.8 while
@@ -140,35 +140,44 @@ def test_verify_refine_finds_the_enumerated_optimum_of_the_or_game() -> None:
         assert all(regrets["verify_refine"][k] <= regrets[name][k] + 1e-9 for k in ks)
 
 
-@pytest.fixture(scope="module")
-def induction_values() -> np.ndarray:
+#: The committed models (tests/fixtures/induction_tables.json), one per training seed.
+INDUCTION_MODELS = (0, 1, 2, 3, 4)
+
+
+def induction_values(model: int) -> np.ndarray:
     """Exact values over all 2^8 head masks of a 2-layer induction model with backup heads
-    (trained here: 400 steps, head dropout 0.3), as a lookup table ``float[256]``."""
+    (400 steps, head dropout 0.3; trained once and committed, because another CPU trains another
+    model), as a lookup table ``float[256]``."""
     sys.path.insert(0, str(REPO / "benchmarks"))
-    from induction_model import InductionGame
+    from induction_model import load_table
 
-    game = InductionGame(steps=400, n_eval=64)
-    return game(all_masks(game.n_players))
+    return load_table(model, INDUCTION_TABLES)
 
 
-def test_verify_refine_on_a_trained_model_with_backup_heads(induction_values: np.ndarray) -> None:
+@pytest.mark.parametrize("model", INDUCTION_MODELS)
+def test_verify_refine_on_a_trained_model_with_backup_heads(model: int) -> None:
     """Budget: 48 of the 256 masks + 12 evaluations per k (k = 1..7; 132 masks in all, about
-    half the cube: n = 8 is small). Verify-and-refine's set is the enumerated optimum at every
-    k (regret below 1e-3 nats). Printed beside it (seed 0, measured): the plain surrogate's worst
-    regret 0.46 nats (k = 6), single-head ablation's 1.27 (k = 7), Banzhaf's 0.65 (k = 4),
-    Best-of-N with 18 sets per k 0.046."""
+    half the cube: n = 8 is small). On each of five trained models verify-and-refine's worst
+    regret over k is below 0.01 nats and no larger than Best-of-N's at equal cost; the plain
+    surrogate, single-head ablation and Banzhaf each miss by more than 0.05 somewhere. Measured
+    (worst regret over k, nats; models 0-4): verify-and-refine 0.0055 / 0 / 0.0087 / 0.0037 /
+    0.0026 (the enumerated optimum at every k on model 1 only), Best-of-N 0.014-0.033, plain
+    surrogate 0.42-0.52, single-head 0.20-2.09, Banzhaf 0.59-0.77."""
+    values = induction_values(model)
     weights = 1 << np.arange(8)
 
     def game(masks: np.ndarray) -> np.ndarray:
-        return induction_values[np.atleast_2d(masks).astype(np.int64) @ weights]
+        return values[np.atleast_2d(masks).astype(np.int64) @ weights]
 
     ks = list(range(1, 8))
     regrets = _compare(game, 8, ks, n_samples=48, budget=12)
-    print("\ninduction model regrets (nats):",
+    print(f"\ninduction model {model} regrets (nats):",
           {name: {k: round(r, 4) for k, r in by_k.items()} for name, by_k in regrets.items()})
-    assert max(regrets["verify_refine"].values()) < 1e-3
-    worst_other = max(max(regrets[name].values()) for name in ("plain_surrogate", "single_head", "banzhaf"))
-    assert worst_other > 0.05  # the comparison is not vacuous: something else misses by > 0.05 nats
+    worst = {name: max(by_k.values()) for name, by_k in regrets.items()}
+    assert worst["verify_refine"] < 0.01
+    assert worst["verify_refine"] <= worst["best_of_n_equal_cost"] + 1e-12
+    for name in ("plain_surrogate", "single_head", "banzhaf"):
+        assert worst[name] > 0.05, name  # the comparison is not vacuous
 
 
 def test_each_strategy_reports_the_evaluations_its_value_function_received() -> None:
