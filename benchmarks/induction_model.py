@@ -137,7 +137,7 @@ def write_tables(path: Path = TABLES_PATH, seeds: tuple[int, ...] = BENCHMARK_MO
     two CPUs (different float kernels) gives models whose values differ by up to 0.06 nats, and a
     relative perturbation of 1e-15 of the initial weights in float64 moves them by 0.1 nats, so a
     benchmark's truth, and a test's outcome, would depend on the machine that ran it (measured
-    2026-12-07: the pruning test's exact-optimum claim failed on another CPU's model). Row ``i``
+    2026-12-08: the pruning test's exact-optimum claim failed on another CPU's model). Row ``i``
     of a table is the mask whose bit ``j`` (``i >> j & 1``) says whether head ``j`` is kept.
 
     Args:
