@@ -393,11 +393,11 @@ def write_report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             if m in ABLATIONS:
                 continue
             if "error" in e:
-                lines.append(f"| {r['family']} | {r['n']} | {r['s']} | {r['max_order']} | {r['noise']} | {r['seed']} | "
+                lines.append(f"| {r['family']} | {r['n']} | {r['s']} | {r['max_order']} | {r['noise']} | {r['seed']}{_model_cell(r)} | "
                              f"{r['budget']} | {m} | error: {e['error'][:80]} |||||||")
                 continue
             lines.append(
-                f"| {r['family']} | {r['n']} | {r['s']} | {r['max_order']} | {r['noise']} | {r['seed']} | {r['budget']} | {m} | "
+                f"| {r['family']} | {r['n']} | {r['s']} | {r['max_order']} | {r['noise']} | {r['seed']}{_model_cell(r)} | {r['budget']} | {m} | "
                 f"{_fmt(e.get('r2_uniform'))} | {_fmt(e.get('r2_near_full'))} | {_fmt(e.get('precision'), 2)} | "
                 f"{_fmt(e.get('recall'), 2)} | {e.get('n_terms')} | {e.get('n_evaluations')} | {_fmt(e.get('wall_seconds'), 1)} |")
     if meta.get("skipped"):
@@ -415,6 +415,11 @@ def _seed(row: dict[str, Any]) -> str:
     models (seed 0 and model 0 are the grid's own, left unsaid)."""
     seed = f" seed={row['seed']}" if row.get("seed", 0) else ""
     return seed + (f" model={row['model']}" if row.get("model", 0) else "")
+
+
+def _model_cell(row: dict[str, Any]) -> str:
+    """`` (model k)`` after the seed in the results table for the induction family's other models."""
+    return f" (model {row['model']})" if row.get("model", 0) else ""
 
 
 def _r2(entry: dict[str, Any], key: str) -> float | None:
