@@ -181,22 +181,16 @@ ABLATIONS = {
 ADAPTIVE_FRACTION = 0.25
 
 
-def induction_table(model: int = 0) -> tuple[Any, np.ndarray]:
-    """Benchmark induction model ``model``'s exact values over all 2^8 head masks, committed in
-    ``benchmarks/data/induction_tables.json`` (trained once; why not at run time: see
-    :func:`induction_model.write_tables`), as ``(game, values float64[256])``."""
-    from induction_model import load_table
+def induction_table(model: int = 0) -> Any:
+    """Benchmark induction model ``model``'s value function over all 2^8 head masks, read from its
+    exact values committed in ``benchmarks/data/induction_tables.json`` (trained once; why not at
+    run time: see :func:`induction_model.write_tables`)."""
+    from induction_model import load_table, table_game
 
-    values = load_table(model)
-    n = int(np.log2(len(values)))
-    weights = 1 << np.arange(n, dtype=np.int64)
-
-    def game(masks: np.ndarray) -> np.ndarray:
-        return values[np.asarray(masks, dtype=bool).astype(np.int64) @ weights]
-
+    game = table_game(load_table(model))
     game.noiseless = game  # type: ignore[attr-defined]
     game.truth = None  # type: ignore[attr-defined]
-    return game, values
+    return game
 
 
 def best_removal_regret(truth_fn, model_fn, n: int, max_removed: int) -> dict[str, float]:
@@ -238,7 +232,7 @@ def run_config(cfg: dict[str, Any], headspex_only: bool = False) -> dict[str, An
     entries, ``headspex*``, with ``headspex_only``)."""
     n, budget = cfg["n"], cfg["budget"]
     if cfg["family"] == "induction":
-        game, _ = induction_table(cfg.get("model", 0))
+        game = induction_table(cfg.get("model", 0))
         cfg = {**cfg, "model": cfg.get("model", 0)}
     else:
         game = planted_game(cfg["family"], n, cfg["s"], cfg.get("plant_order", cfg["max_order"]),

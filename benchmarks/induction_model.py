@@ -181,6 +181,18 @@ def load_table(seed: int, path: Path = TABLES_PATH) -> np.ndarray:
     return np.asarray(tables[str(seed)], dtype=np.float64)
 
 
+def table_game(values: np.ndarray) -> Any:
+    """A value function reading a table of exact values (row order: see :func:`write_tables`):
+    ``game(masks bool[m, n] or bool[n]) -> float64[m]``."""
+    values = np.asarray(values, dtype=np.float64)
+    weights = 1 << np.arange(int(np.log2(len(values))), dtype=np.int64)
+
+    def game(masks: np.ndarray) -> np.ndarray:
+        return values[np.atleast_2d(np.asarray(masks, dtype=bool)).astype(np.int64) @ weights]
+
+    return game
+
+
 if __name__ == "__main__":
     import argparse
     import sys

@@ -144,14 +144,14 @@ def test_verify_refine_finds_the_enumerated_optimum_of_the_or_game() -> None:
 INDUCTION_MODELS = (0, 1, 2, 3, 4)
 
 
-def induction_values(model: int) -> np.ndarray:
-    """Exact values over all 2^8 head masks of a 2-layer induction model with backup heads
+def induction_game(model: int):  # noqa: ANN201
+    """Value function over all 2^8 head masks of a 2-layer induction model with backup heads
     (400 steps, head dropout 0.3; trained once and committed, because another CPU trains another
-    model), as a lookup table ``float[256]``."""
+    model), read from its table of exact values."""
     sys.path.insert(0, str(REPO / "benchmarks"))
-    from induction_model import load_table
+    from induction_model import load_table, table_game
 
-    return load_table(model, INDUCTION_TABLES)
+    return table_game(load_table(model, INDUCTION_TABLES))
 
 
 @pytest.mark.parametrize("model", INDUCTION_MODELS)
@@ -163,12 +163,7 @@ def test_verify_refine_on_a_trained_model_with_backup_heads(model: int) -> None:
     (worst regret over k, nats; models 0-4): verify-and-refine 0.0055 / 0 / 0.0087 / 0.0037 /
     0.0026 (the enumerated optimum at every k on model 1 only), Best-of-N 0.014-0.033, plain
     surrogate 0.42-0.52, single-head 0.20-2.09, Banzhaf 0.59-0.77."""
-    values = induction_values(model)
-    weights = 1 << np.arange(8)
-
-    def game(masks: np.ndarray) -> np.ndarray:
-        return values[np.atleast_2d(masks).astype(np.int64) @ weights]
-
+    game = induction_game(model)
     ks = list(range(1, 8))
     regrets = _compare(game, 8, ks, n_samples=48, budget=12)
     print(f"\ninduction model {model} regrets (nats):",
