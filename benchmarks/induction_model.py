@@ -185,7 +185,10 @@ def table_game(values: np.ndarray) -> Any:
     """A value function reading a table of exact values (row order: see :func:`write_tables`):
     ``game(masks bool[m, n] or bool[n]) -> float64[m]``."""
     values = np.asarray(values, dtype=np.float64)
-    weights = 1 << np.arange(int(np.log2(len(values))), dtype=np.int64)
+    n = len(values).bit_length() - 1
+    if values.ndim != 1 or len(values) != 1 << n:
+        raise ValueError(f"a value table needs 2^n entries (one per mask), got shape {values.shape}")
+    weights = 1 << np.arange(n, dtype=np.int64)
 
     def game(masks: np.ndarray) -> np.ndarray:
         return values[np.atleast_2d(np.asarray(masks, dtype=bool)).astype(np.int64) @ weights]
